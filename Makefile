@@ -1,0 +1,68 @@
+# Every target creates the virtual environment on first use; `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SEEDS ?= 0,1,2
+# Offline by default: this machine (and CI) reaches no model or data hub.
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export PYTHONHASHSEED ?= 0
+
+.DEFAULT_GOAL := help
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc clean
+
+help:  ## list every target
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the pinned environment (requirements.lock)
+
+lock: ## re-resolve the environment from pyproject.toml and rewrite requirements.lock
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	touch $(STAMP)
+
+run: $(STAMP)  ## run the default experiment (KO Fig. 2 setting, soft collision) offline
+	$(PY) run.py
+
+lint: $(STAMP)  ## ruff lint + format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint  ## lint, then the default test suite (no slow tests)
+	$(PY) -m pytest -q -n 2
+
+test-slow: $(STAMP)  ## only the slow tests
+	$(PY) -m pytest -q -m slow
+
+test-all: lint  ## every test, slow ones included
+	$(PY) -m pytest -q -m 'slow or not slow'
+
+bench: $(STAMP)  ## speed and memory benchmarks -> results/bench/
+	$(PY) scripts/bench.py --out results/bench
+
+figure-ko-fig2: $(STAMP)  ## KO Fig. 2: activations x {none, soft, hard}, 3 seeds, heat-map grid -> results/ko_fig2/
+	$(PY) run.py --multirun experiment=ko_fig2 seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig2
+	$(PY) scripts/render.py ko-fig2 --runs multirun/ko_fig2 --out results/ko_fig2
+
+table-kitinet-fc: $(STAMP)  ## KITINet §5.7 FC net: test-loss change vs the paper, 3 seeds -> results/kitinet_fc/
+	$(PY) run.py --multirun experiment=kitinet_fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc
+	$(PY) scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
+
+clean:  ## remove run outputs (keeps .venv and results/)
+	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

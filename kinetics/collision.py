@@ -1,0 +1,126 @@
+"""KO's gradient collisions between the neurons of one layer (SPEC §1.2-1.3).
+
+A neuron is a row of the layer's weight viewed as ``(out_features, -1)``: a Linear weight
+``(out, in)`` as it is, a Conv weight ``(out, in, kh, kw)`` as ``(out, in * kh * kw)``. Both functions
+take the weight and its gradient and return a new gradient of the gradient's shape and dtype; they
+never modify their inputs and never build graphs (call them on ``.grad`` tensors).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from kinetics.dsmc import DSMCResult, _check_coef, _compute_dtype, collide
+
+__all__ = ["cosine_rows", "hard_collision", "hard_collision_with_stats", "soft_collision"]
+
+
+def _as_rows(weight: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    if weight.shape != grad.shape:
+        raise ValueError(
+            f"weight and grad must have the same shape, got {tuple(weight.shape)} and "
+            f"{tuple(grad.shape)}"
+        )
+    if weight.dim() < 2:
+        raise ValueError(
+            f"collisions act on neurons (rows) of a weight with >= 2 dims, got shape "
+            f"{tuple(weight.shape)}; biases and norm scales are not collided"
+        )
+    work = _compute_dtype(grad.dtype)
+    n = weight.shape[0]
+    return weight.detach().reshape(n, -1).to(work), grad.detach().reshape(n, -1).to(work)
+
+
+def cosine_rows(rows: Tensor) -> Tensor:
+    """Cosine-similarity matrix (N, N) of the rows of ``rows`` (N, d); a zero row has cosine 0."""
+    norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
+    # 1/|r| where |r| > 0, else 0: exact for tiny rows, 0 for zero rows (no eps bias).
+    inv = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(rows.dtype).tiny), 0.0)
+    unit = rows * inv
+    return unit @ unit.T
+
+
+@torch.no_grad()
+def soft_collision(
+    weight: Tensor, grad: Tensor, coll_coef: float, *, exclude_self: bool = False
+) -> Tensor:
+    """KO soft collision (Algorithm 2): ``g + coll_coef * (-(C_w ∘ C_g) @ g)``.
+
+    ``C_w`` and ``C_g`` are the cosine-similarity matrices of the weight rows and gradient rows.
+    With the diagonal included (the default, as Algorithm 2 is written) the self term scales each
+    ``g_i`` by ``1 - coll_coef``; ``exclude_self=True`` drops it, giving the pairwise repulsion of KO
+    App. A Eq. 12.
+
+    Args:
+        weight: layer weight, Linear (out, in) or Conv (out, in, kh, kw).
+        grad: its gradient, same shape.
+        coll_coef: strength of the repulsion, in [0, 1].
+        exclude_self: leave out the i == j term.
+
+    Returns:
+        The new gradient, same shape and dtype as ``grad``.
+    """
+    _check_coef(coll_coef, 1.0)
+    if coll_coef == 0.0:
+        return grad.clone()
+    w, g = _as_rows(weight, grad)
+    coupling = cosine_rows(w).mul_(cosine_rows(g))
+    if exclude_self:
+        coupling.fill_diagonal_(0.0)
+    new = g - coll_coef * (coupling @ g)
+    return new.reshape(grad.shape).to(grad.dtype)
+
+
+@torch.no_grad()
+def hard_collision_with_stats(
+    weight: Tensor,
+    grad: Tensor,
+    coll_coef: float,
+    *,
+    mean_free_path: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, DSMCResult]:
+    """:func:`hard_collision` that also returns the :class:`~kinetics.dsmc.DSMCResult` (mask, rate)."""
+    w, g = _as_rows(weight, grad)
+    result = collide(
+        w.unsqueeze(0),
+        g.unsqueeze(0),
+        coll_coef,
+        mean_free_path=mean_free_path,
+        generator=generator,
+    )
+    new = result.v_new.reshape(grad.shape).to(grad.dtype)
+    if new.data_ptr() == grad.data_ptr():  # nothing collided: never hand back an alias of the input
+        new = new.clone()
+    return new, result
+
+
+def hard_collision(
+    weight: Tensor,
+    grad: Tensor,
+    coll_coef: float,
+    *,
+    mean_free_path: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """KO hard collision (Algorithm 1, Eqs. 5-8): one DSMC hard-sphere step between neurons.
+
+    Weight rows are the particles' positions, gradient rows their velocities. Pairs are selected by
+    the deterministic threshold of SPEC §1.1 and every accepted pair changes the velocities at once,
+    ``g*_i = g_i + sum_j [(g_j - g_i)/2 + |g_i - g_j| n_ij / 2]``, conserving the sum of gradient rows.
+
+    Args:
+        weight: layer weight, Linear (out, in) or Conv (out, in, kh, kw).
+        grad: its gradient, same shape.
+        coll_coef: in [0, 1]; higher accepts more pairs, 0 none.
+        mean_free_path: length scale of the locality factor exp(-|w_i - w_j| / mean_free_path).
+        generator: source of the random directions (default: torch's global generator).
+
+    Returns:
+        The new gradient, same shape and dtype as ``grad``.
+    """
+    new, _ = hard_collision_with_stats(
+        weight, grad, coll_coef, mean_free_path=mean_free_path, generator=generator
+    )
+    return new

@@ -1,0 +1,280 @@
+"""KITINet: a residual addition ``x + dt * v`` that, in training, is one DSMC collision step (SPEC §1.5).
+
+The skip path ``x`` gives particle positions and the residual branch ``v`` their velocities. Each
+system's ``D`` features are reshaped row-major to ``(collision_heads, N)`` and particle ``j`` is column
+``j``: ``N = D / collision_heads`` particles in ``collision_heads`` dimensions. After the collision the
+output is ``x* + dt * v'`` (``x + dt * v'`` without the position update). Like dropout or timm's
+DropPath, this happens only in training; in eval the module is exactly ``x + dt * v``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from kinetics.dsmc import _check_coef, collide, collision_mask
+
+__all__ = ["KITINet", "kitinet_collision", "kitinet_collision_with_rate"]
+
+# Upper bound on the elements of one (systems, N, N) pair matrix: systems are processed in chunks
+# so that the pairwise tensors stay near 64 MiB in float32 whatever the batch size.
+_PAIR_ELEMENTS = 1 << 24
+
+
+def _check_heads(num_features: int, collision_heads: int) -> int:
+    if int(collision_heads) != collision_heads or collision_heads < 1:
+        raise ValueError(f"collision_heads={collision_heads} must be an integer >= 1")
+    if num_features % collision_heads != 0:
+        raise ValueError(
+            f"collision_heads={collision_heads} does not divide the feature size D={num_features}; "
+            f"allowed values are the divisors of {num_features}"
+        )
+    return num_features // collision_heads
+
+
+def kitinet_collision_with_rate(
+    x: Tensor,
+    v: Tensor,
+    *,
+    collision_heads: int,
+    coll_coef: float,
+    dt: float = 1.0,
+    position_update: bool = True,
+    mean_free_path: float = 1.0,
+    generator: torch.Generator | None = None,
+    directions: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`kitinet_collision` that also returns the collision rate (accepted / candidate pairs).
+
+    ``directions`` (K, collision_heads), if given, replaces the random directions of the K accepted
+    pairs in row-major (system, i, j) order; it exists for exact tests against a reference.
+    """
+    if x.dim() != 2 or x.shape != v.shape:
+        raise ValueError(
+            f"x and v must both have shape (S, D); got {tuple(x.shape)} and {tuple(v.shape)}"
+        )
+    _check_coef(coll_coef, mean_free_path)
+    n_sys, n_features = x.shape
+    n = _check_heads(n_features, collision_heads)
+    if coll_coef == 0.0 or n < 2 or n_sys == 0:
+        return torch.add(x, v, alpha=dt), torch.zeros((), device=x.device)
+
+    # (S, D) -> (S, heads, N) row-major -> particles (S, N, heads)
+    xp = x.reshape(n_sys, collision_heads, n).transpose(1, 2)
+    vp = v.reshape(n_sys, collision_heads, n).transpose(1, 2)
+
+    outputs, accepted_total, used = [], 0, 0
+    chunk = max(1, _PAIR_ELEMENTS // (n * n))
+    for start in range(0, n_sys, chunk):
+        xs, vs = xp[start : start + chunk], vp[start : start + chunk]
+        mask = collision_mask(xs, vs, coll_coef, mean_free_path)
+        k = int(mask.sum())
+        dirs = None
+        if directions is not None:
+            dirs, used = directions[used : used + k], used + k
+        res = collide(
+            xs,
+            vs,
+            coll_coef,
+            mean_free_path=mean_free_path,
+            generator=generator,
+            position_update=position_update,
+            directions=dirs,
+            accepted=mask,
+        )
+        x_star = res.x_new if position_update else xs
+        outputs.append(torch.add(x_star, res.v_new, alpha=dt))
+        accepted_total += k
+    if directions is not None and used != directions.shape[0]:
+        raise ValueError(f"directions has {directions.shape[0]} rows but {used} pairs collided")
+
+    out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+    out = out.transpose(1, 2).reshape(n_sys, n_features)
+    rate = torch.tensor(accepted_total / (n_sys * n * (n - 1) // 2), device=x.device)
+    return out, rate
+
+
+def kitinet_collision(
+    x: Tensor,
+    v: Tensor,
+    *,
+    collision_heads: int,
+    coll_coef: float,
+    dt: float = 1.0,
+    position_update: bool = True,
+    mean_free_path: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One KITINet collision step for ``S`` systems (KITINet Algorithm 1, Eqs. 2-5).
+
+    Args:
+        x: positions (skip path), shape (S, D), one system per row.
+        v: velocities (residual branch), shape (S, D).
+        collision_heads: dimension of the collision space; must divide D (N = D / heads particles).
+        coll_coef: in [0, 1]; 0 gives exactly ``x + dt * v``.
+        dt: time step of the drift ``x' = x* + dt * v'``.
+        position_update: use the collision-averaged position x* (Eq. 5); False gives ``x + dt * v'``.
+        mean_free_path: length scale of the locality factor exp(-x_r / mean_free_path).
+        generator: source of the random directions (default: torch's global generator).
+
+    Returns:
+        x' of shape (S, D), differentiable w.r.t. ``x`` and ``v``.
+    """
+    out, _ = kitinet_collision_with_rate(
+        x,
+        v,
+        collision_heads=collision_heads,
+        coll_coef=coll_coef,
+        dt=dt,
+        position_update=position_update,
+        mean_free_path=mean_free_path,
+        generator=generator,
+    )
+    return out
+
+
+class KITINet(nn.Module):
+    """Drop-in replacement for a residual addition ``x + dt * v`` (KITINet, SPEC §1.5).
+
+    In training, ``forward(x, v)`` returns the result of one DSMC collision between particles cut
+    from each system's features; in eval it returns exactly ``x + dt * v`` (for ``dt == 1`` the same
+    arithmetic as ``x + v``), so inference costs nothing extra. The module has no parameters.
+
+    Args:
+        collision_heads: dimension of the collision space; must divide the system's feature size.
+        coll_coef: in [0, 1]; fraction-like control of accepted pairs (0: never collide).
+        dt: time step.
+        position_update: use the collision-averaged position x* (False: the Table 6 ablation).
+        mean_free_path: length scale of the locality factor; > 0.
+        system: ``"sample"``: one system per leading index, all other dims flattened (CNN/FNO maps);
+            ``"token"``: one system per vector along the last dim (sequence models; causal).
+        acceleration: KITINet App. D "a-edition": the branch output is an acceleration ``a``;
+            ``forward(x, a, velocity=None)`` collides ``velocity + dt * a`` and returns the tuple
+            ``(x', v')``, ``v'`` to be passed to the next such module. A missing ``velocity`` is drawn
+            from N(0, initial_velocity_std^2) in training and is zero in eval. The paper found this
+            variant worse; it is off by default.
+        initial_velocity_std: standard deviation of the first a-edition module's velocity.
+        generator: optional source of random directions (default: torch's global generator, like
+            dropout).
+
+    Attributes:
+        last_collision_rate: accepted / candidate pairs of the last training forward (a detached
+            scalar tensor), None before the first one.
+    """
+
+    def __init__(
+        self,
+        collision_heads: int,
+        coll_coef: float,
+        dt: float = 1.0,
+        position_update: bool = True,
+        mean_free_path: float = 1.0,
+        system: Literal["sample", "token"] = "sample",
+        *,
+        acceleration: bool = False,
+        initial_velocity_std: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        _check_coef(coll_coef, mean_free_path)
+        if int(collision_heads) != collision_heads or collision_heads < 1:
+            raise ValueError(f"collision_heads={collision_heads} must be an integer >= 1")
+        if system not in ("sample", "token"):
+            raise ValueError(f"system={system!r} is not one of 'sample', 'token'")
+        self.collision_heads = int(collision_heads)
+        self.coll_coef = float(coll_coef)
+        self.dt = float(dt)
+        self.position_update = bool(position_update)
+        self.mean_free_path = float(mean_free_path)
+        self.system = system
+        self.acceleration = bool(acceleration)
+        self.initial_velocity_std = float(initial_velocity_std)
+        self.generator = generator
+        self.last_collision_rate: Tensor | None = None
+
+    def check_features(self, num_features: int) -> None:
+        """Raise ValueError now if ``collision_heads`` does not divide ``num_features``.
+
+        Models call this when they are built, so a bad configuration fails before training.
+        """
+        _check_heads(num_features, self.collision_heads)
+
+    def _systems(self, t: Tensor) -> Tensor:
+        if self.system == "token":
+            return t.reshape(-1, t.shape[-1])
+        return t.reshape(t.shape[0], -1)
+
+    def _collide(self, x: Tensor, v: Tensor) -> Tensor:
+        out, rate = kitinet_collision_with_rate(
+            self._systems(x),
+            self._systems(v),
+            collision_heads=self.collision_heads,
+            coll_coef=self.coll_coef,
+            dt=self.dt,
+            position_update=self.position_update,
+            mean_free_path=self.mean_free_path,
+            generator=self.generator,
+        )
+        self.last_collision_rate = rate.detach()
+        return out.reshape(x.shape)
+
+    def forward(
+        self, x: Tensor, v: Tensor, velocity: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``x + dt * v`` with a collision in training; see the class docstring for ``acceleration``."""
+        if x.shape != v.shape:
+            raise ValueError(
+                f"x and v must have the same shape, got {tuple(x.shape)} and {tuple(v.shape)}"
+            )
+        if not self.acceleration:
+            if velocity is not None:
+                raise ValueError("velocity is only used with acceleration=True")
+            if not self.training:
+                return torch.add(x, v, alpha=self.dt)
+            return self._collide(x, v)
+
+        if velocity is None:
+            if self.training:
+                gen_device = self.generator.device if self.generator is not None else None
+                noise = torch.randn(
+                    v.shape, generator=self.generator, dtype=v.dtype, device=gen_device
+                )
+                velocity = noise.to(v.device) * self.initial_velocity_std
+            else:
+                velocity = torch.zeros_like(v)
+        v_in = torch.add(velocity, v, alpha=self.dt)
+        if not self.training:
+            return torch.add(x, v_in, alpha=self.dt), v_in
+        return self._collide_with_velocity(x, v_in)
+
+    def _collide_with_velocity(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        # The a-edition needs v' itself (for the next module), not only x' = x* + dt v'.
+        n = self.collision_heads
+        xs, vs = self._systems(x), self._systems(v)
+        n_sys, n_features = xs.shape
+        n_part = _check_heads(n_features, n)
+        xp = xs.reshape(n_sys, n, n_part).transpose(1, 2)
+        vp = vs.reshape(n_sys, n, n_part).transpose(1, 2)
+        res = collide(
+            xp,
+            vp,
+            self.coll_coef,
+            mean_free_path=self.mean_free_path,
+            generator=self.generator,
+            position_update=self.position_update,
+        )
+        self.last_collision_rate = res.collision_rate.detach()
+        x_star = res.x_new if self.position_update else xp
+        x_out = torch.add(x_star, res.v_new, alpha=self.dt)
+        x_out = x_out.transpose(1, 2).reshape(x.shape)
+        v_out = res.v_new.transpose(1, 2).reshape(v.shape)
+        return x_out, v_out
+
+    def extra_repr(self) -> str:
+        return (
+            f"collision_heads={self.collision_heads}, coll_coef={self.coll_coef}, dt={self.dt}, "
+            f"position_update={self.position_update}, mean_free_path={self.mean_free_path}, "
+            f"system={self.system!r}, acceleration={self.acceleration}"
+        )
