@@ -13,6 +13,13 @@ This package depends on torch only; the experiment suite (``experiments``) build
 from kinetics.collision import hard_collision, soft_collision
 from kinetics.dsmc import collide, collision_mask
 from kinetics.kitinet import KITINet, kitinet_collision
+from kinetics.metrics import (
+    condensation_order,
+    cosine_similarity_matrix,
+    max_offdiag_abs_cos,
+    plot_cosine_heatmap,
+    rho,
+)
 from kinetics.optimizer import KineticOptimizer, find_classifier, select_modules
 
 __all__ = [
@@ -20,9 +27,14 @@ __all__ = [
     "KineticOptimizer",
     "collide",
     "collision_mask",
+    "condensation_order",
+    "cosine_similarity_matrix",
     "find_classifier",
     "hard_collision",
     "kitinet_collision",
+    "max_offdiag_abs_cos",
+    "plot_cosine_heatmap",
+    "rho",
     "select_modules",
     "soft_collision",
 ]

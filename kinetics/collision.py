@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 from kinetics.dsmc import DSMCResult, _check_coef, _compute_dtype, collide
+from kinetics.metrics import cosine_similarity_matrix
 
-__all__ = ["cosine_rows", "hard_collision", "hard_collision_with_stats", "soft_collision"]
+__all__ = ["hard_collision", "hard_collision_with_stats", "soft_collision"]
 
 
 def _as_rows(weight: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -30,15 +31,6 @@ def _as_rows(weight: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
     work = _compute_dtype(grad.dtype)
     n = weight.shape[0]
     return weight.detach().reshape(n, -1).to(work), grad.detach().reshape(n, -1).to(work)
-
-
-def cosine_rows(rows: Tensor) -> Tensor:
-    """Cosine-similarity matrix (N, N) of the rows of ``rows`` (N, d); a zero row has cosine 0."""
-    norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
-    # 1/|r| where |r| > 0, else 0: exact for tiny rows, 0 for zero rows (no eps bias).
-    inv = torch.where(norms > 0, 1.0 / norms.clamp_min(torch.finfo(rows.dtype).tiny), 0.0)
-    unit = rows * inv
-    return unit @ unit.T
 
 
 @torch.no_grad()
@@ -65,7 +57,7 @@ def soft_collision(
     if coll_coef == 0.0:
         return grad.clone()
     w, g = _as_rows(weight, grad)
-    coupling = cosine_rows(w).mul_(cosine_rows(g))
+    coupling = cosine_similarity_matrix(w).mul_(cosine_similarity_matrix(g))
     if exclude_self:
         coupling.fill_diagonal_(0.0)
     new = g - coll_coef * (coupling @ g)

@@ -1,0 +1,370 @@
+"""Tests for experiments.tables and scripts/render.py on run directories written here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from experiments import tables
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int,
+    summary: dict[str, Any],
+    activation: str = "tanh",
+    collision: str = "none",
+    model: str = "mlp",
+    weights: dict[str, torch.Tensor] | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """A run directory in the runner's layout: config.yaml, summary.json, metrics.jsonl, weights."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = {
+        "seed": seed,
+        "model": {"name": model, "activation": activation},
+        "collision": {"name": collision, "coll_coef": 0.5},
+        "trainer": {"watch": ["hidden"], "epochs": 3},
+        "paths": {"output_dir": str(run)},
+        **(extra_config or {}),
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    full_summary = {"seed": seed, "git_commit": "abc1234", "command": "python run.py", **summary}
+    (run / "summary.json").write_text(json.dumps(full_summary))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "train_loss": 1.0}) + "\n")
+    if weights is not None:
+        torch.save(weights, run / "weights_final.pt")
+    return run
+
+
+@pytest.fixture(scope="module")
+def render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render_script", REPO / "scripts" / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------- collector
+
+
+def test_flatten_nested_config() -> None:
+    flat = tables.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None})
+    assert flat == {"a.b": 1, "a.c.d": (1, 2), "e": None}
+
+
+def test_collect_runs_one_row_per_run(tmp_path: Path) -> None:
+    write_run(tmp_path, "sweep/0", seed=0, summary={"test_loss": 1.0, "rho.hidden": 0.2})
+    write_run(tmp_path, "sweep/1", seed=1, summary={"test_loss": 3.0}, activation="relu")
+    (tmp_path / "sweep" / "2").mkdir()
+    (tmp_path / "sweep" / "2" / "config.yaml").write_text("seed: 2\n")  # crashed: no summary
+    df = tables.collect_runs(tmp_path)
+    assert len(df) == 2
+    assert df["seed"].tolist() == [0, 1]
+    assert df["model.activation"].tolist() == ["tanh", "relu"]
+    assert df["trainer.watch"].tolist() == [("hidden",), ("hidden",)]
+    assert df["test_loss"].tolist() == [1.0, 3.0]
+    assert df.loc[0, "rho.hidden"] == 0.2 and math.isnan(df.loc[1, "rho.hidden"])
+    assert df["git_commit"].tolist() == ["abc1234", "abc1234"]
+    assert "collision.coll_coef" in df.attrs["config_columns"]
+    assert "test_loss" not in df.attrs["config_columns"]
+    assert df["run_dir"].tolist() == [str(tmp_path / "sweep/0"), str(tmp_path / "sweep/1")]
+
+
+def test_collect_runs_rejects_inconsistent_seed(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", seed=0, summary={"test_loss": 1.0})
+    (run / "summary.json").write_text(json.dumps({"seed": 5, "test_loss": 1.0}))
+    with pytest.raises(ValueError, match="seed"):
+        tables.collect_runs(tmp_path)
+
+
+def test_collect_runs_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        tables.collect_runs(tmp_path / "nope")
+    assert len(tables.collect_runs(tmp_path)) == 0
+
+
+# --------------------------------------------------------------------------- aggregate
+
+
+def _runs_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "act": ["tanh", "tanh", "tanh", "relu", "relu"],
+            "coll": ["none", "none", "none", "none", "soft"],
+            "loss": [1.0, 2.0, 4.0, 5.0, math.nan],
+            "rho": [0.1, 0.3, None, 0.7, 0.2],
+        }
+    )
+
+
+def test_aggregate_against_hand_computation() -> None:
+    agg = tables.aggregate(_runs_frame(), ["act", "coll"], ["loss", "rho", "absent"])
+    tanh = agg.loc[("tanh", "none")]
+    assert tanh[("loss", "mean")] == pytest.approx(7 / 3)
+    assert tanh[("loss", "std")] == pytest.approx(math.sqrt(7 / 3))  # ddof=1
+    assert tanh[("loss", "n")] == 3
+    assert tanh[("rho", "mean")] == pytest.approx(0.2)  # the None run does not count
+    assert tanh[("rho", "std")] == pytest.approx(math.sqrt(0.02))
+    assert tanh[("rho", "n")] == 2
+    relu = agg.loc[("relu", "none")]
+    assert relu[("loss", "mean")] == 5.0 and math.isnan(relu[("loss", "std")])
+    assert relu[("loss", "n")] == 1
+    soft = agg.loc[("relu", "soft")]
+    assert soft[("loss", "n")] == 0 and math.isnan(soft[("loss", "mean")])
+    assert (agg[("absent", "n")] == 0).all()
+    assert list(agg.index.names) == ["act", "coll"]
+
+
+def test_aggregate_single_key_and_errors() -> None:
+    agg = tables.aggregate(_runs_frame(), ["act"], ["loss"])
+    assert agg.loc[("relu",), ("loss", "n")] == 1
+    assert tables.ours_cell(agg, "tanh", "loss") == "2.3 ± 1.5 (n=3)"
+    with pytest.raises(KeyError, match="nope"):
+        tables.aggregate(_runs_frame(), ["nope"], ["loss"])
+    assert len(tables.aggregate(_runs_frame().iloc[:0], ["act"], ["loss"])) == 0
+
+
+def test_cells_render_missing_never_zero() -> None:
+    agg = tables.aggregate(_runs_frame(), ["act", "coll"], ["loss", "absent"])
+    assert tables.ours_cell(agg, ("relu", "soft"), "loss") == "missing"  # NaN only
+    assert tables.ours_cell(agg, ("sigmoid", "none"), "loss") == "missing"  # no such runs
+    assert tables.ours_cell(agg, ("tanh", "none"), "absent") == "missing"  # never logged
+    assert tables.ours_cell(agg, ("relu", "none"), "loss") == "5 ± — (n=1)"
+    assert tables.format_ours(0.0, 0.0, 2) == "0 ± 0 (n=2)"  # a real zero stays zero
+    # The mean is rounded to the std's second significant digit; rounding noise loses its sign.
+    assert tables.format_ours(0.123456, 0.0123, 3) == "0.123 ± 0.012 (n=3)"
+    assert tables.format_ours(1234.5, 56.0, 3) == "1234 ± 56 (n=3)"
+    assert tables.format_ours(-1e-15, 14.1, 2) == "0 ± 14 (n=2)"
+    assert tables.format_ours(0.5, 1e-12, 2) == "0.5 ± 1e-12 (n=2)"
+    assert tables.format_ours(math.nan, math.nan, 0) == "missing"
+
+
+def test_mixed_config_keys(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", seed=0, summary={"test_loss": 1.0})
+    extra = {"lr": 0.1, "dataset": {"seed": 1}}
+    write_run(tmp_path, "b", seed=1, summary={"test_loss": 1.0}, extra_config=extra)
+    write_run(tmp_path, "c", seed=0, summary={"test_loss": 1.0}, activation="relu")
+    df = tables.collect_runs(tmp_path)
+    # seed, dataset.seed and paths.output_dir differ by design; lr does not.
+    assert tables.mixed_config_keys(df, ["model.activation"]) == {("tanh",): ["lr"]}
+
+
+# --------------------------------------------------------------------------- paper numbers
+
+
+def test_repo_copy_of_paper_tables_is_byte_identical() -> None:
+    if not SHARED_PAPER_TABLES.exists():
+        pytest.skip("the shared paper_tables.yaml is not on this machine")
+    assert tables.PAPER_TABLES_PATH.read_bytes() == SHARED_PAPER_TABLES.read_bytes()
+
+
+def test_paper_lookup_returns_yaml_values() -> None:
+    paper = tables.load_paper_tables()
+    plain = yaml.safe_load(tables.PAPER_TABLES_PATH.read_text())
+    cell = tables.paper_value("ko", "table1", "ResNet18+SGD", "CIFAR10", tables=paper)
+    assert cell == {"mean": 95.07, "std": 0.18}
+    assert cell == plain["ko"]["table1"]["rows"]["ResNet18+SGD"]["CIFAR10"]
+    assert tables.format_paper(cell) == "95.07 ± 0.18"
+    # Printed text is kept: 79.70 stays "79.70" although it is the float 79.7.
+    top1 = tables.paper_value("ko", "table2", "ResNet50+Lamb", "T-1 ACC.(%)", tables=paper)
+    assert top1 == 79.7 and tables.format_paper(top1) == "79.70" and f"{top1:.1f}" == "79.7"
+    se = tables.paper_value("kitinet", "table1", "GPT2 [37]", "MMLU", tables=paper)
+    assert tables.format_paper(se) == "24.9 (SE 0.35)"
+    claim = "synthetic_test_loss_reductions"
+    values = {"relu": 6.8, "leakyrelu": 7.5, "tanh": 4.5}
+    for name, expected in values.items():
+        key = f"{name}_test_loss_reduction_pct"
+        assert tables.paper_value("kitinet", claim, None, key, tables=paper) == expected
+
+
+def test_paper_lookup_missing_and_unknown() -> None:
+    paper = tables.load_paper_tables()
+    assert tables.paper_value("ko", "table1", "ResNet18+Adam", "CIFAR10", tables=paper) is None
+    assert tables.paper_value("ko", "table1", "ResNet18+SGD", "SVHN", tables=paper) is None
+    missing = tables.paper_value(
+        "kitinet", "synthetic_test_loss_reductions", None, "sigmoid", tables=paper
+    )
+    assert tables.format_paper(missing) == "missing"
+    with pytest.raises(KeyError):
+        tables.paper_value("ko", "table9", "x", "y", tables=paper)
+    with pytest.raises(KeyError):
+        tables.paper_value("nope", "table1", "x", "y", tables=paper)
+
+
+def test_provenance_header(tmp_path: Path) -> None:
+    write_run(tmp_path, "a", seed=2, summary={"test_loss": 1.0})
+    write_run(tmp_path, "b", seed=0, summary={"test_loss": 1.0})
+    header = tables.provenance_header("python scripts/render.py x", tables.collect_runs(tmp_path))
+    lines = header.splitlines()
+    assert lines[0].startswith("> **Provenance**")
+    assert "`python scripts/render.py x`" in lines[1]
+    assert lines[2].startswith("> - git commit: `")
+    assert "2 run directories" in lines[3] and "seeds found: 0, 2" in lines[3]
+    assert "`abc1234`" in lines[4]
+    assert lines[5].startswith("> - date: 20") and lines[5].endswith("UTC")
+
+
+# --------------------------------------------------------------------------- render: KO Fig. 2
+
+
+def _ko_fixture(root: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    for activation in ("tanh", "relu"):
+        for collision in ("none", "soft", "hard"):
+            if (activation, collision) == ("relu", "hard"):
+                continue  # a missing cell
+            for seed in (0, 1):
+                summary: dict[str, Any] = {"test_loss": 0.5, "max_cos.hidden": 0.9 - 0.1 * seed}
+                if seed == 0:  # seed 1 lacks rho: the renderer computes it from the weights
+                    summary["rho.hidden"] = 0.5
+                if collision == "hard":
+                    summary["collision_rate.hidden"] = 0.25 * (seed + 1)
+                write_run(
+                    root,
+                    f"{activation}_{collision}_{seed}",
+                    seed=seed,
+                    activation=activation,
+                    collision=collision,
+                    summary=summary,
+                    weights={"hidden": torch.randn(8, 5, generator=gen), "out": torch.randn(1, 8)},
+                )
+
+
+def test_render_ko_fig2_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+    from kinetics.metrics import rho
+
+    _ko_fixture(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert render.main(["ko-fig2", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    png = (out / "ko_fig2_grid.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    text = (out / "README.md").read_text()
+    assert text.startswith("> **Provenance**")
+    assert "python scripts/render.py ko-fig2 --runs" in text.splitlines()[1]
+    assert "seeds found: 0, 1" in text
+    assert "no numbers for this figure" in text
+    table_lines = [line for line in text.splitlines() if line.startswith("|")]
+    lines = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in table_lines}
+    assert "0.850 ± 0.071 (n=2)" in lines[("tanh", "Adam")]  # max|cos| 0.9 and 0.8
+    # rho: 0.5 from seed 0's summary, seed 1's from its weights.
+    weight = torch.load(tmp_path / "runs/tanh_none_1/weights_final.pt")["hidden"]
+    expected = tables.format_ours(*_mean_std([0.5, rho(weight)]), 2)
+    assert expected in lines[("tanh", "Adam")]
+    assert "0.38 ± 0.18 (n=2)" in lines[("tanh", "+H.C.")]  # collision rates 0.25, 0.5
+    assert "n/a (no collision)" in lines[("tanh", "Adam")]
+    assert lines[("relu", "+H.C.")].count("missing") == 3
+    for activation in ("xtanh", "sigmoid", "softplus"):
+        assert lines[(activation, "+S.C.")].count("missing") >= 2
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    series = pd.Series(values)
+    return float(series.mean()), float(series.std(ddof=1))
+
+
+# --------------------------------------------------------------------------- render: KITINet FC
+
+
+def _kitinet_fixture(root: Path) -> None:
+    losses = {  # (activation, variant): test loss per seed
+        ("relu", "none"): [1.0, 2.0],
+        ("relu", "kitinet"): [0.9, 1.9],  # -10 % and -5 %
+        ("LeakyReLU", "none"): [1.0],
+        ("sigmoid", "none"): [2.0, 2.0],
+        ("sigmoid", "kitinet"): [2.2, 1.8],
+        ("tanh", "none"): [4.0],
+        ("tanh", "kitinet"): [3.0, 3.0],  # only seed 0 is paired
+    }
+    for (activation, collision), values in losses.items():
+        for seed, loss in enumerate(values):
+            summary = {"test_loss": loss, "train_loss": loss / 10}
+            if collision == "kitinet":  # as the runner does: collision=kitinet builds KITINet
+                summary["collision_rate.kitinet"] = 0.1
+            write_run(
+                root,
+                f"{activation}_{collision}_{seed}",
+                seed=seed,
+                activation=activation,
+                collision=collision,
+                model="fc",
+                summary=summary,
+            )
+
+
+def test_render_kitinet_fc_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+    _kitinet_fixture(tmp_path / "runs")
+    out = tmp_path / "out"
+    render.main(["kitinet-fc", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    assert text.startswith("> **Provenance**")
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in text.split("## Final test loss")[1].split("##")[0].splitlines()
+        if line.startswith("|")
+    ]
+    by_activation = {row[0]: row for row in rows[2:]}
+    assert list(by_activation) == ["relu", "leaky_relu", "sigmoid", "tanh"]
+    assert by_activation["relu"][1:] == [
+        "1.50 ± 0.71 (n=2)",
+        "1.40 ± 0.71 (n=2)",
+        "-7.5 ± 3.5 (n=2)",
+        "-6.8",
+    ]
+    assert by_activation["leaky_relu"][2:] == ["missing", "missing", "-7.5"]
+    assert by_activation["sigmoid"][3:] == ["0 ± 14 (n=2)", "— (no number in the paper)"]
+    assert by_activation["tanh"][3:] == ["-25 ± — (n=1)", "-4.5"]
+    assert "| relu         | 0.150 ± 0.071 (n=2)" in text  # train loss
+    assert "0.1 ± 0 (n=2)" in text  # collision rate of the KITINet runs
+    assert "0 ±" not in text.split("## Final test loss")[0]
+
+
+def test_is_kitinet_run_rules(render: ModuleType) -> None:
+    run = pd.Series
+    assert render.is_kitinet_run(run({"model.kitinet": True, "model.name": "fc"}))
+    assert not render.is_kitinet_run(run({"model.kitinet": False, "model.name": "kiti_fc"}))
+    assert render.is_kitinet_run(run({"model.kitinet.coll_coef": 0.5, "model.name": "fc"}))
+    assert render.is_kitinet_run(run({"collision.name": "kitinet", "model.name": "fc"}))
+    assert render.is_kitinet_run(run({"collision.name": "none", "model.name": "kiti"}))
+    assert not render.is_kitinet_run(run({"collision.name": "none", "model.name": "fc"}))
+    assert render.is_kitinet_run(run({"model.name": "KITI_fc"}))
+    assert not render.is_kitinet_run(run({"model.name": "fc"}))
+
+
+def test_cli_subprocess(tmp_path: Path) -> None:
+    _kitinet_fixture(tmp_path / "runs")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    script = str(REPO / "scripts" / "render.py")
+    args = ["kitinet-fc", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "out" / "README.md")
+    assert (tmp_path / "out" / "README.md").read_text().startswith("> **Provenance**")
+
+
+def test_cli_errors(tmp_path: Path, render: ModuleType) -> None:
+    (tmp_path / "empty").mkdir()
+    args = ["ko-fig2", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]
+    with pytest.raises(SystemExit, match="no run directories"):
+        render.main(args)
+    assert not (tmp_path / "o2").exists()
+    with pytest.raises(SystemExit):
+        render.main(["table9", "--runs", str(tmp_path), "--out", str(tmp_path / "o3")])
