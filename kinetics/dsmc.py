@@ -69,8 +69,12 @@ def pairwise_distances(points: Tensor) -> Tensor:
 
     Points are centred per system first: distances are translation invariant and centring removes
     most of the cancellation error of ``|a|^2 + |b|^2 - 2 a.b`` for clustered points. Squared
-    distances below that formula's rounding floor (relative ``16 eps sqrt(d)``) are reported as 0, so
-    the diagonal and identical points are exactly zero and no entry is negative.
+    distances below that formula's rounding floor, ``16 eps sqrt(d) (|a|^2 + |b|^2)`` with ``a, b``
+    the centred points, are reported as 0, so the diagonal and identical points are exactly zero
+    and no entry is negative. The price: distances shorter than about ``sqrt(16 eps sqrt(d))`` times
+    the points' spread around their centroid read as 0 (float32, d = 2048: ~1 %; float64: ~1e-7).
+    This changes acceptance only for pairs on the threshold's edge (e.g. at coll_coef = 1 a pair
+    with a relative speed below that resolution is not accepted) and never the conservation laws.
     """
     centred = points - points.mean(dim=-2, keepdim=True)
     sq_norms = centred.square().sum(dim=-1)

@@ -183,6 +183,14 @@ class KineticOptimizer(Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
+    def register_step_pre_hook(self, hook: Callable[..., Any]) -> Any:
+        """Register ``hook`` on the base optimizer: it runs after the collision, before the step."""
+        return self.optimizer.register_step_pre_hook(hook)
+
+    def register_step_post_hook(self, hook: Callable[..., Any]) -> Any:
+        """Register ``hook`` on the base optimizer: it runs after the base's step."""
+        return self.optimizer.register_step_post_hook(hook)
+
     def __repr__(self) -> str:
         return (
             f"KineticOptimizer(mode={self.mode!r}, coll_coef={self.coll_coef}, "
