@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 import pandas as pd
 import yaml
 from tabulate import tabulate
+
+from experiments.logging import git_commit
 
 __all__ = [
     "MISSING",
@@ -359,32 +360,6 @@ def format_paper(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- provenance
-
-
-def git_commit(repo: str | os.PathLike[str] = REPO_ROOT) -> str:
-    """HEAD's commit hash, with a note when tracked files have uncommitted changes.
-
-    Read-only: ``--no-optional-locks`` keeps ``git status`` from rewriting the index.
-    """
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(repo), *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "HEAD")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout, or no commit yet)"
-    try:
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        dirty = False
-    return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
 def _sorted_unique(values: Iterable[Any]) -> list[Any]:

@@ -1,0 +1,470 @@
+"""Config schemas of every config group, and the validation that runs before anything is built.
+
+Each group under ``configs/`` has a dataclass here (``collision`` -> :class:`CollisionConfig`, ...).
+:func:`validate` turns a composed Hydra config into a typed :class:`RunConfig`, checking
+
+* that every key of a group is known, and every value has the right type;
+* ranges (``collision.coll_coef`` in [0, 1], ``mean_free_path > 0``, ``collision_heads >= 1``, ...);
+* names (model, dataset, activation, optimizer, scheduler, collision, logger);
+* combinations that cannot work (``collision=kitinet`` with a model that has no residual).
+
+Errors are :class:`ConfigError` and name the key, the bad value and what is allowed, e.g.
+``collision.coll_coef=1.5 is outside [0, 1]``. ``model`` and ``dataset`` are open: besides ``name``
+they hold the keyword arguments of the registered builder, checked against its signature.
+
+Top-level keys other than the known sections are passed through untouched, so a trainer can add
+its own section without touching this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+
+__all__ = [
+    "COLLISION_NAMES",
+    "LOGGER_NAMES",
+    "OPTIMIZER_NAMES",
+    "SCHEDULER_NAMES",
+    "CollisionConfig",
+    "ConfigError",
+    "LoggerConfig",
+    "OptimizerConfig",
+    "PathsConfig",
+    "RunConfig",
+    "SchedulerConfig",
+    "SpecConfig",
+    "TrainerConfig",
+    "validate",
+]
+
+COLLISION_NAMES = ("none", "soft", "hard", "kitinet")
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lamb")
+SCHEDULER_NAMES = ("none", "cosine", "multistep")
+LOGGER_NAMES = ("none", "wandb")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the key, its value and what is allowed."""
+
+
+def _allowed(values: typing.Iterable[str]) -> str:
+    return ", ".join(values)
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@dataclass
+class CollisionConfig:
+    """``collision``: KO (soft/hard, an optimizer gadget) or KITINet (a residual module), or none."""
+
+    name: str = "none"
+    """none | soft | hard (KO, on the layers in ``modules``) | kitinet (in the model's residuals)."""
+    coll_coef: float = 0.0
+    """Collision coefficient in [0, 1] (0: no collision)."""
+    modules: list[str] = field(default_factory=lambda: ["head"])
+    """KO: fnmatch patterns over module names ("head" = the classifier), see select_modules."""
+    exclude_self: bool = False
+    """KO soft: drop the i == j term (KO App. A Eq. 12)."""
+    mean_free_path: float = 1.0
+    """KO hard / KITINet: locality length scale, > 0 (the papers use 1)."""
+    collision_heads: int = 1
+    """KITINet: dimension of the collision space; must divide the feature size."""
+    dt: float = 1.0
+    """KITINet: time step of x' = x* + dt v'."""
+    position_update: bool = True
+    """KITINet: use the collision-averaged position x* (False: the Table 6 ablation)."""
+    seed: int | None = None
+    """Seed of the collision's own random generator; None means the run seed."""
+
+    def check(self) -> None:
+        """Raise ConfigError on a value outside its range."""
+        if self.name not in COLLISION_NAMES:
+            raise ConfigError(
+                f"collision.name={self.name!r} is unknown; allowed: {_allowed(COLLISION_NAMES)}"
+            )
+        if not 0.0 <= self.coll_coef <= 1.0:
+            raise ConfigError(f"collision.coll_coef={self.coll_coef} is outside [0, 1]")
+        if not self.mean_free_path > 0:
+            raise ConfigError(f"collision.mean_free_path={self.mean_free_path} must be > 0")
+        if self.collision_heads < 1:
+            raise ConfigError(
+                f"collision.collision_heads={self.collision_heads} must be an integer >= 1"
+            )
+        if self.name in ("soft", "hard") and not self.modules:
+            raise ConfigError(
+                f"collision.modules is empty: collision={self.name} needs at least one module "
+                "pattern (e.g. [head])"
+            )
+
+
+@dataclass
+class OptimizerConfig:
+    """``optimizer``: the base optimizer, created with timm's ``create_optimizer_v2``."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    """SGD only."""
+    nesterov: bool = False
+    """SGD only: timm's ``sgd`` is Nesterov; plain momentum SGD is timm's ``momentum``."""
+    betas: list[float] | None = None
+    """Adam-family (Adam, AdamW, LAMB); None keeps the optimizer's default."""
+    eps: float | None = None
+    no_decay_bias_norm: bool = False
+    """Exempt biases and norm weights from weight decay (timm's filter_bias_and_bn)."""
+
+    def check(self) -> None:
+        """Raise ConfigError on a value outside its range."""
+        if self.name not in OPTIMIZER_NAMES:
+            raise ConfigError(
+                f"optimizer.name={self.name!r} is unknown; allowed: {_allowed(OPTIMIZER_NAMES)}"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"optimizer.lr={self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optimizer.weight_decay={self.weight_decay} must be >= 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"optimizer.momentum={self.momentum} is outside [0, 1)")
+        if self.betas is not None and (
+            len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas)
+        ):
+            raise ConfigError(f"optimizer.betas={self.betas} must be two numbers in [0, 1)")
+        if self.eps is not None and not self.eps > 0:
+            raise ConfigError(f"optimizer.eps={self.eps} must be > 0")
+
+
+@dataclass
+class SchedulerConfig:
+    """``scheduler``: learning-rate schedule, stepped once per epoch."""
+
+    name: str = "none"
+    milestones: list[int] = field(default_factory=list)
+    """multistep: epochs after which the lr is multiplied by ``gamma``."""
+    gamma: float = 0.1
+    t_max: int | None = None
+    """cosine: period in epochs; None means ``trainer.epochs``."""
+    eta_min: float = 0.0
+    """cosine: final learning rate."""
+
+    def check(self) -> None:
+        """Raise ConfigError on a value outside its range."""
+        if self.name not in SCHEDULER_NAMES:
+            raise ConfigError(
+                f"scheduler.name={self.name!r} is unknown; allowed: {_allowed(SCHEDULER_NAMES)}"
+            )
+        if self.name == "multistep" and not self.milestones:
+            raise ConfigError("scheduler.milestones is empty: scheduler=multistep needs epochs")
+        if any(m < 1 for m in self.milestones) or self.milestones != sorted(self.milestones):
+            raise ConfigError(
+                f"scheduler.milestones={self.milestones} must be increasing epochs >= 1"
+            )
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"scheduler.gamma={self.gamma} is outside (0, 1]")
+        if self.t_max is not None and self.t_max < 1:
+            raise ConfigError(f"scheduler.t_max={self.t_max} must be >= 1")
+        if self.eta_min < 0:
+            raise ConfigError(f"scheduler.eta_min={self.eta_min} must be >= 0")
+
+
+@dataclass
+class TrainerConfig:
+    """``trainer``: the shared training loop (:func:`experiments.train.fit`)."""
+
+    epochs: int = 100
+    batch_size: int | None = None
+    """None: full batch."""
+    shuffle: bool = True
+    """Reshuffle the training set every epoch (mini-batch only)."""
+    device: str = "cpu"
+    """cpu | auto (cuda if available) | cuda | cuda:N."""
+    num_threads: int | None = None
+    """torch intra-op CPU threads; None keeps torch's default."""
+    progress: Any = "auto"
+    """tqdm progress bars: true | false | auto (off when $CI is set or stderr is not a tty)."""
+    log_every: int = 10
+    """Log a line every this many epochs (and at the last)."""
+    eval_every: int = 1
+    """Evaluate on the test set every this many epochs (and always at the last)."""
+    watch: list[str] = field(default_factory=list)
+    """Layers (module names or fnmatch patterns) whose rho / max|cos| / heat map are recorded."""
+    grad_clip: float | None = None
+    """Clip the global gradient norm to this value before the (collision +) optimizer step."""
+    deterministic: bool = True
+    """torch.use_deterministic_algorithms: the same seed gives the same metrics."""
+
+    def check(self) -> None:
+        """Raise ConfigError on a value outside its range."""
+        if self.epochs < 1:
+            raise ConfigError(f"trainer.epochs={self.epochs} must be >= 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"trainer.batch_size={self.batch_size} must be >= 1 (or null)")
+        if not (self.device in ("cpu", "auto", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(
+                f"trainer.device={self.device!r} is unknown; allowed: cpu, auto, cuda, cuda:N, mps"
+            )
+        if self.progress not in (True, False, "auto"):
+            raise ConfigError(
+                f"trainer.progress={self.progress!r} is unknown; allowed: true, false, auto"
+            )
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"trainer.num_threads={self.num_threads} must be >= 1 (or null)")
+        if self.log_every < 1:
+            raise ConfigError(f"trainer.log_every={self.log_every} must be >= 1")
+        if self.eval_every < 1:
+            raise ConfigError(f"trainer.eval_every={self.eval_every} must be >= 1")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be > 0 (or null)")
+
+
+@dataclass
+class LoggerConfig:
+    """``logger``: where metrics go besides the run directory (which is always written)."""
+
+    name: str = "none"
+    project: str = "kinetics"
+    run_name: str | None = None
+    """None: derived from the job's overrides."""
+    group: str | None = None
+    """None: the experiment name."""
+    tags: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Raise ConfigError on a value outside its range."""
+        if self.name not in LOGGER_NAMES:
+            raise ConfigError(
+                f"logger.name={self.name!r} is unknown; allowed: {_allowed(LOGGER_NAMES)}"
+            )
+
+
+@dataclass
+class PathsConfig:
+    """``paths``: where a run writes (Hydra's job directory) and where data sets live."""
+
+    output_dir: str | None = None
+    """None when not running under Hydra and not overridden; the runner then refuses to run."""
+    data_dir: str = "data"
+
+    def check(self) -> None:
+        """Nothing to range-check; kept for symmetry."""
+
+
+@dataclass
+class SpecConfig:
+    """``model`` / ``dataset``: a registered builder's name plus its keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """The whole validated configuration of one run."""
+
+    seed: int
+    experiment_name: str
+    model: SpecConfig
+    dataset: SpecConfig
+    collision: CollisionConfig
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    paths: PathsConfig
+
+    @property
+    def collision_seed(self) -> int:
+        """Seed of the collision's generator: ``collision.seed``, or the run seed."""
+        return self.seed if self.collision.seed is None else self.collision.seed
+
+
+# --------------------------------------------------------------------------- type checking
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """``value`` checked against the annotation ``tp`` (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if tp is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}={value!r} must be a list, got {type(value).__name__}")
+        (item_type,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}={value!r} must be a mapping")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}={value!r} must be of type {_type_name(tp)}")
+
+
+def _build(section: str, schema: type, values: Mapping[str, Any]) -> Any:
+    """An instance of the dataclass ``schema`` from ``values``, unknown keys and types rejected."""
+    hints = typing.get_type_hints(schema)
+    names = [f.name for f in dataclasses.fields(schema)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{section}.{unknown[0]} is not a known option of '{section}'; known: {_allowed(names)}"
+        )
+    kwargs = {k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in values.items()}
+    obj = schema(**kwargs)
+    obj.check()
+    return obj
+
+
+def _section(cfg: DictConfig, name: str) -> dict[str, Any]:
+    node = cfg.get(name)
+    if node is None:
+        raise ConfigError(f"the config has no '{name}' section (is the defaults list complete?)")
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"'{name}' must be a mapping, got {node!r}")
+    values = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(values, dict)
+    return values
+
+
+def _paths(cfg: DictConfig) -> PathsConfig:
+    """Paths, resolved where possible: ``${hydra:...}`` only resolves inside a Hydra job."""
+    node = cfg.get("paths")
+    values: dict[str, Any] = {}
+    if isinstance(node, DictConfig):
+        for key in node:
+            try:
+                values[str(key)] = node[key]
+            except InterpolationResolutionError:
+                values[str(key)] = None
+    return _build("paths", PathsConfig, values)
+
+
+# --------------------------------------------------------------------------- registries
+
+
+def _check_builder_kwargs(
+    section: str, name: str, kwargs: Mapping[str, Any], builder: Any, reserved: tuple[str, ...]
+) -> None:
+    """Every key of ``kwargs`` must be a parameter of ``builder`` (minus ``reserved`` ones)."""
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    allowed = [p for p in params if p not in reserved]
+    for key in kwargs:
+        if key in reserved:
+            raise ConfigError(f"{section}.{key} is set by the runner and cannot be configured")
+        if key not in params and not takes_any:
+            raise ConfigError(
+                f"{section}.{key} is not an argument of {section} '{name}'; "
+                f"allowed: {_allowed(allowed)}"
+            )
+
+
+def _model_spec(values: dict[str, Any]) -> SpecConfig:
+    from experiments import models
+
+    name = values.pop("name", None)
+    if name not in models.list_models():
+        raise ConfigError(
+            f"model.name={name!r} is unknown; registered models: {_allowed(models.list_models())}"
+        )
+    _check_builder_kwargs("model", name, values, models.get_builder(name), ("kitinet",))
+    if "activation" in values:
+        models.check_activation(values["activation"])
+    return SpecConfig(name=name, kwargs=values)
+
+
+def _dataset_spec(values: dict[str, Any]) -> SpecConfig:
+    from experiments import data
+
+    name = values.pop("name", None)
+    if name not in data.list_datasets():
+        raise ConfigError(
+            f"dataset.name={name!r} is unknown; registered datasets: "
+            f"{_allowed(data.list_datasets())}"
+        )
+    _check_builder_kwargs("dataset", name, values, data.get_builder(name), ())
+    return SpecConfig(name=name, kwargs=values)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check a composed config and return it typed; raise :class:`ConfigError` on any problem.
+
+    Builds nothing (no model, data or optimizer): only the registries' signatures are consulted.
+    Checks that need the built model (KO module patterns, ``collision_heads`` dividing the
+    feature size, watched layers) happen in the runner right after the model is built.
+    """
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    experiment_name = cfg.get("experiment_name", "default")
+    if not isinstance(experiment_name, str) or not experiment_name:
+        raise ConfigError(f"experiment_name={experiment_name!r} must be a non-empty string")
+
+    run = RunConfig(
+        seed=seed,
+        experiment_name=experiment_name,
+        model=_model_spec(_section(cfg, "model")),
+        dataset=_dataset_spec(_section(cfg, "dataset")),
+        collision=_build("collision", CollisionConfig, _section(cfg, "collision")),
+        optimizer=_build("optimizer", OptimizerConfig, _section(cfg, "optimizer")),
+        scheduler=_build("scheduler", SchedulerConfig, _section(cfg, "scheduler")),
+        trainer=_build("trainer", TrainerConfig, _section(cfg, "trainer")),
+        logger=_build("logger", LoggerConfig, _section(cfg, "logger")),
+        paths=_paths(cfg),
+    )
+    _check_combinations(run)
+    return run
+
+
+def _check_combinations(run: RunConfig) -> None:
+    """Model / collision / trainer combinations that cannot work."""
+    from experiments import models
+
+    if run.collision.name == "kitinet" and not models.supports_kitinet(run.model.name):
+        with_residual = [m for m in models.list_models() if models.supports_kitinet(m)]
+        raise ConfigError(
+            f"collision=kitinet needs a model with residual connections, but model={run.model.name} "
+            f"has none; use one of: {_allowed(with_residual)} (or collision=none/soft/hard)"
+        )
+    t_max = run.scheduler.t_max
+    if run.scheduler.name == "cosine" and t_max is not None and t_max < run.trainer.epochs:
+        raise ConfigError(
+            f"scheduler.t_max={t_max} is shorter than trainer.epochs={run.trainer.epochs}: the "
+            "cosine schedule would rise again; use t_max >= epochs or null"
+        )

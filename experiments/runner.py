@@ -1,0 +1,339 @@
+"""``run(cfg)``: one Hydra job from a composed config to a finished run directory.
+
+Order matters, so that a configuration that cannot work fails before any training:
+
+1. :func:`experiments.config.validate` (names, ranges, impossible combinations);
+2. seeding, then the model (``collision_heads`` must divide the feature size), the watched
+   layers and the KO layers (patterns must match), the optimizer and scheduler;
+3. the data, ``config.yaml``, the logger, then :func:`experiments.train.fit`;
+4. ``weights_final.pt``, ``heatmap_<layer>.png`` and finally ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from experiments.config import ConfigError, RunConfig, validate
+from experiments.data import TensorBatches, create_dataset
+from experiments.logging import (
+    NullLogger,
+    RunLogger,
+    WandbLogger,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    git_commit,
+)
+from experiments.models import create_model
+from experiments.train import fit, progress_enabled, resolve_device, seed_everything
+
+__all__ = [
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "resolved_config",
+    "run",
+    "select_watch",
+]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def build_model(rc: RunConfig, device: torch.device) -> nn.Module:
+    """The configured model on ``device``; KITINet residuals when ``collision=kitinet``."""
+    kwargs = dict(rc.model.kwargs)
+    if rc.collision.name == "kitinet":
+        c = rc.collision
+        kwargs["kitinet"] = {
+            "collision_heads": c.collision_heads,
+            "coll_coef": c.coll_coef,
+            "dt": c.dt,
+            "position_update": c.position_update,
+            "mean_free_path": c.mean_free_path,
+            # The collision's own random stream, seeded from the run: the same seed gives the
+            # same directions whatever else draws random numbers.
+            "generator": torch.Generator(device=device).manual_seed(rc.collision_seed),
+        }
+    return create_model(rc.model.name, **kwargs).to(device)
+
+
+def _matrix_layers(model: nn.Module) -> dict[str, nn.Module]:
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+    }
+
+
+def select_watch(model: nn.Module, patterns: list[str], model_name: str) -> dict[str, nn.Module]:
+    """Layers named by ``trainer.watch`` (exact names or fnmatch patterns), in model order."""
+    layers = _matrix_layers(model)
+    selected: dict[str, nn.Module] = {}
+    for pattern in patterns:
+        hits = [name for name in layers if fnmatch.fnmatchcase(name, pattern)]
+        if not hits:
+            raise ConfigError(
+                f"trainer.watch={pattern!r} matches no layer with a weight matrix in "
+                f"model={model_name}; layers: {', '.join(layers)}"
+            )
+        selected.update({name: layers[name] for name in hits})
+    return {name: layers[name] for name in layers if name in selected}
+
+
+def _import_timm_optim() -> Any:
+    """``timm.optim``, imported without letting timm pull in wandb.
+
+    timm's utilities import wandb when it is installed (only for timm's own summary helpers, which
+    we never use); hiding it keeps ``logger=none`` free of wandb. A later ``import wandb`` works.
+    """
+    hidden = "wandb" not in sys.modules
+    if hidden:
+        sys.modules["wandb"] = None  # type: ignore[assignment]
+    try:
+        import timm.optim
+
+        return timm.optim
+    finally:
+        if hidden and sys.modules.get("wandb", 0) is None:
+            del sys.modules["wandb"]
+
+
+def _base_optimizer(rc: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = rc.optimizer
+    extra: dict[str, Any] = {}
+    if o.name != "sgd":
+        if o.betas is not None:
+            extra["betas"] = tuple(o.betas)
+        if o.eps is not None:
+            extra["eps"] = o.eps
+    # timm's "sgd" is Nesterov SGD; its "momentum" is the classical heavy-ball SGD.
+    timm_name = ("sgd" if o.nesterov else "momentum") if o.name == "sgd" else o.name
+    try:
+        timm_optim = _import_timm_optim()
+    except ImportError:
+        timm_optim = None
+    if timm_optim is not None:
+        return timm_optim.create_optimizer_v2(
+            model,
+            opt=timm_name,
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            momentum=o.momentum,
+            filter_bias_and_bn=o.no_decay_bias_norm,
+            **extra,
+        )
+    params = model.parameters()
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+        )
+    if o.name in ("adam", "adamw"):
+        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
+        return cls(params, lr=o.lr, weight_decay=o.weight_decay, **extra)
+    raise ConfigError(f"optimizer.name={o.name!r} needs timm, which cannot be imported")
+
+
+def build_optimizer(
+    rc: RunConfig, model: nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """``(optimizer to step, base optimizer)``: a KineticOptimizer for soft/hard collision."""
+    base = _base_optimizer(rc, model)
+    c = rc.collision
+    if c.name not in ("soft", "hard"):
+        return base, base
+    from kinetics import KineticOptimizer, select_modules
+
+    try:
+        layers = select_modules(model, c.modules)
+    except ValueError as err:
+        raise ConfigError(f"collision.modules={c.modules}: {err}") from err
+    optimizer = KineticOptimizer(
+        base,
+        layers,
+        c.name,
+        c.coll_coef,
+        seed=rc.collision_seed,
+        exclude_self=c.exclude_self,
+        mean_free_path=c.mean_free_path,
+    )
+    return optimizer, base
+
+
+def build_scheduler(rc: RunConfig, base: torch.optim.Optimizer) -> Any | None:
+    """The per-epoch lr scheduler (on the base optimizer, whose param groups KO shares)."""
+    s = rc.scheduler
+    if s.name == "cosine":
+        t_max = s.t_max or rc.trainer.epochs
+        return torch.optim.lr_scheduler.CosineAnnealingLR(base, T_max=t_max, eta_min=s.eta_min)
+    if s.name == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(base, milestones=s.milestones, gamma=s.gamma)
+    return None
+
+
+def _loss_and_metrics(loss: str) -> tuple[nn.Module, dict[str, Any]]:
+    if loss == "mse":
+        return nn.MSELoss(), {}
+    if loss == "cross_entropy":
+
+        def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return (outputs.argmax(dim=-1) == targets).float().mean()
+
+        return nn.CrossEntropyLoss(), {"acc": accuracy}
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+
+def resolved_config(cfg: DictConfig, rc: RunConfig) -> dict[str, Any]:
+    """The resolved config with every typed section completed by its schema defaults."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    for name in ("collision", "optimizer", "scheduler", "trainer", "logger", "paths"):
+        out[name] = dataclasses.asdict(getattr(rc, name))
+    out["model"] = {"name": rc.model.name, **rc.model.kwargs}
+    out["dataset"] = {"name": rc.dataset.name, **rc.dataset.kwargs}
+    return out
+
+
+def _hydra_job() -> tuple[str | None, list[str]]:
+    """(override dirname, task overrides) of the current Hydra job, or (None, [])."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, []
+    hc = HydraConfig.get()
+    return hc.job.override_dirname or None, list(hc.overrides.task)
+
+
+def _make_logger(
+    rc: RunConfig, config: dict[str, Any], run_dir: Path, job_name: str | None
+) -> RunLogger:
+    if rc.logger.name != "wandb":
+        return NullLogger()
+    fallback = f"{rc.experiment_name}-{rc.model.name}-{rc.collision.name}-seed{rc.seed}"
+    return WandbLogger(
+        project=rc.logger.project,
+        name=rc.logger.run_name or job_name or fallback,
+        group=rc.logger.group or rc.experiment_name,
+        tags=rc.logger.tags,
+        config=config,
+        run_dir=run_dir,
+    )
+
+
+def _save_heatmap(path: Path, weight: torch.Tensor, title: str) -> None:
+    from kinetics.metrics import plot_cosine_heatmap
+
+    fig = plot_cosine_heatmap(weight.detach().cpu(), title=title)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120), "wb")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(cfg: DictConfig) -> float:
+    """Validate ``cfg``, train, write the run directory; return the final test loss."""
+    start = time.perf_counter()
+    rc = validate(cfg)
+    if rc.paths.output_dir is None:
+        raise ConfigError(
+            "paths.output_dir is not set: run through run.py (Hydra sets it) or pass "
+            "paths.output_dir=<dir>"
+        )
+    run_dir = Path(rc.paths.output_dir)
+
+    if rc.trainer.num_threads is not None:
+        torch.set_num_threads(rc.trainer.num_threads)
+    seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
+    device = resolve_device(rc.trainer.device)
+    model = build_model(rc, device)
+    watch = select_watch(model, rc.trainer.watch, rc.model.name)
+    optimizer, base = build_optimizer(rc, model)
+    scheduler = build_scheduler(rc, base)
+
+    data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
+    train_data = TensorBatches(
+        data.x_train, data.y_train, rc.trainer.batch_size, shuffle=rc.trainer.shuffle, seed=rc.seed
+    )
+    test_data = TensorBatches(data.x_test, data.y_test, rc.trainer.batch_size, shuffle=False)
+    loss_fn, metric_fns = _loss_and_metrics(data.loss)
+
+    config = resolved_config(cfg, rc)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    job_name, overrides = _hydra_job()
+    log.info(
+        "run %s: model=%s collision=%s optimizer=%s seed=%d -> %s",
+        rc.experiment_name,
+        rc.model.name,
+        rc.collision.name,
+        rc.optimizer.name,
+        rc.seed,
+        run_dir,
+    )
+
+    logger = _make_logger(rc, config, run_dir, job_name)
+    try:
+        result = fit(
+            model,
+            optimizer,
+            train_data,
+            test_data,
+            loss_fn,
+            epochs=rc.trainer.epochs,
+            scheduler=scheduler,
+            device=device,
+            watch=watch,
+            metric_fns=metric_fns,
+            grad_clip=rc.trainer.grad_clip,
+            eval_every=rc.trainer.eval_every,
+            log_every=rc.trainer.log_every,
+            progress=progress_enabled(rc.trainer.progress),
+            run_dir=run_dir,
+            logger=logger,
+        )
+
+        weights = {name: m.weight.detach().cpu().clone() for name, m in watch.items()}
+        atomic_torch_save(run_dir / "weights_final.pt", weights)
+        activation = rc.model.kwargs.get("activation", "")
+        for name, weight in weights.items():
+            path = run_dir / f"heatmap_{name}.png"
+            _save_heatmap(path, weight, f"{name}: {activation} {rc.collision.name}".strip())
+            logger.log_image(f"heatmap/{name}", path)
+
+        summary = dict(result.final)
+        summary.update(
+            {
+                "seed": rc.seed,
+                "experiment_name": rc.experiment_name,
+                "git_commit": git_commit(),
+                "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+                "overrides": overrides,
+                "wall_time": time.perf_counter() - start,
+            }
+        )
+        logger.log_summary(summary)
+        atomic_write_json(run_dir / "summary.json", summary)
+    except BaseException:
+        logger.finish(exit_code=1)
+        raise
+    logger.finish()
+    final = result.final.get("test_loss")
+    log.info("done in %.1fs: test_loss %s", summary["wall_time"], final)
+    return float("nan") if final is None else float(final)

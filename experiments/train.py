@@ -1,0 +1,437 @@
+"""The one training loop every trainer reuses: :func:`fit`.
+
+``fit`` trains a model for some epochs with any optimizer (a plain torch one or a
+:class:`kinetics.KineticOptimizer`), evaluates on a test iterable, and records per epoch::
+
+    epoch, train_loss, test_loss, [test_<metric>...], lr, epoch_time,
+    rho.<layer>, max_cos.<layer>, collision_rate.<layer>   for each watched layer,
+    collision_rate.<site>                                  for each other collision site
+
+appending each record to ``<run_dir>/metrics.jsonl`` and to an external logger. A record with
+``epoch=0`` describes the initial model (no training loss, no time).
+
+Collision rates come from a KO hard-collision optimizer (``collision_rates`` after each step) and
+from KITINet modules (``last_collision_rate`` after each training forward), averaged over the
+epoch's steps; a watched layer that is no collision site gets ``null``, and so does soft collision,
+which has no acceptance step.
+
+Data are iterables of ``(inputs, targets)`` batches (a DataLoader, or
+:class:`experiments.data.TensorBatches`); ``forward(model, inputs)`` and ``loss_fn(outputs,
+targets)`` adapt other model interfaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from experiments.logging import MetricsWriter, RunLogger
+
+__all__ = [
+    "Callback",
+    "CollisionMonitor",
+    "FitResult",
+    "evaluate",
+    "fit",
+    "progress_enabled",
+    "resolve_device",
+    "seed_everything",
+]
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+MetricFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class Callback(Protocol):
+    """Hook into :func:`fit`; ``on_epoch_end`` may add keys to ``record`` before it is written."""
+
+    def on_epoch_end(self, epoch: int, record: Record, model: nn.Module) -> None: ...
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: every epoch's record, the last one, and the wall time."""
+
+    history: list[Record] = field(default_factory=list)
+    final: Record = field(default_factory=dict)
+    wall_time: float = 0.0
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` use deterministic algorithms.
+
+    On CPU the same seed then gives bit-identical runs. On CUDA, ops without a deterministic
+    implementation only warn (``warn_only``) instead of failing.
+    """
+    random.seed(seed)
+    # The legacy global RNG is what third-party code calling np.random.* uses; seed it too.
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    torch.manual_seed(seed)
+    if deterministic:
+        # Must be set before cuBLAS initialises for deterministic CUDA matmuls.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU; anything else is passed to torch."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={spec!r} but CUDA is not available; use cpu or auto")
+    return device
+
+
+def progress_enabled(setting: bool | str) -> bool:
+    """Progress bars: explicit ``True``/``False``, or ``"auto"``: on only in an interactive
+    terminal and never under CI (``$CI`` set)."""
+    if setting == "auto":
+        return not os.environ.get("CI") and sys.stderr.isatty()
+    return bool(setting)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+def _batch_size(targets: Any) -> int:
+    if isinstance(targets, Tensor) and targets.dim() > 0:
+        return int(targets.shape[0])
+    return 1
+
+
+def _default_forward(model: nn.Module, inputs: Any) -> Tensor:
+    return model(inputs)
+
+
+# --------------------------------------------------------------------------- collision rates
+
+
+class CollisionMonitor:
+    """Average collision rates over an epoch's steps, per collision site (layer or KITINet module).
+
+    Sites: the layers of a KO hard-collision optimizer (its ``collision_rates`` keys) and every
+    module of ``model`` with a ``last_collision_rate`` attribute (KITINet).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: Any) -> None:
+        self.kitinet = {
+            name: m for name, m in model.named_modules() if hasattr(m, "last_collision_rate")
+        }
+        hard = getattr(optimizer, "mode", None) == "hard"
+        self.optimizer = optimizer if hard and hasattr(optimizer, "collision_rates") else None
+        self.sites: list[str] = list(self.kitinet)
+        if self.optimizer is not None:
+            self.sites += [n for n in getattr(self.optimizer, "layers", {}) if n not in self.sites]
+        self._values: dict[str, list[Tensor | float]] = {}
+
+    def after_step(self) -> None:
+        """Read the rates of the step just taken (and forget KITINet's, so none counts twice)."""
+        for name, module in self.kitinet.items():
+            rate = module.last_collision_rate
+            if rate is not None:
+                self._values.setdefault(name, []).append(rate)
+                module.last_collision_rate = None
+        if self.optimizer is not None:
+            for name, rate in self.optimizer.collision_rates.items():
+                self._values.setdefault(name, []).append(rate)
+
+    def pop_epoch(self) -> dict[str, float | None]:
+        """Mean rate per site since the last call (None for a site that reported nothing)."""
+        means: dict[str, float | None] = {}
+        for name in self.sites:
+            values = self._values.get(name)
+            if values:
+                means[name] = float(
+                    torch.stack([torch.as_tensor(v).float() for v in values]).mean()
+                )
+            else:
+                means[name] = None
+        self._values = {}
+        return means
+
+
+def _rate_for(layer: str, rates: Mapping[str, float | None]) -> float | None:
+    """The rate of a watched layer: its own, or the mean over collision sites inside it."""
+    if layer in rates:
+        return rates[layer]
+    inner = [r for site, r in rates.items() if site.startswith(layer + ".") and r is not None]
+    return float(np.mean(inner)) if inner else None
+
+
+def _layer_metrics(watch: Mapping[str, nn.Module], rates: Mapping[str, float | None]) -> Record:
+    from kinetics.metrics import max_offdiag_abs_cos, rho
+
+    record: Record = {}
+    for name, module in watch.items():
+        weight = module.weight
+        record[f"rho.{name}"] = rho(weight)
+        record[f"max_cos.{name}"] = max_offdiag_abs_cos(weight)
+        record[f"collision_rate.{name}"] = _rate_for(name, rates)
+    for site, rate in rates.items():
+        key = f"collision_rate.{site}"
+        if key not in record:
+            record[key] = rate
+    return record
+
+
+# --------------------------------------------------------------------------- loop
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Any],
+    loss_fn: Callable[[Any, Any], Tensor],
+    device: torch.device,
+    *,
+    forward: Callable[[nn.Module, Any], Any] = _default_forward,
+    metric_fns: Mapping[str, MetricFn] | None = None,
+) -> Record:
+    """Mean loss (``test_loss``) and metrics (``test_<name>``) over ``batches``, in eval mode.
+
+    Means are weighted by batch size, so the last, smaller batch counts correctly.
+    """
+    was_training = model.training
+    model.eval()
+    metric_fns = metric_fns or {}
+    total, count = torch.zeros((), dtype=torch.float64), 0
+    sums = {name: torch.zeros((), dtype=torch.float64) for name in metric_fns}
+    for batch in batches:
+        inputs, targets = _to_device(batch[0], device), _to_device(batch[1], device)
+        outputs = forward(model, inputs)
+        n = _batch_size(targets)
+        total += loss_fn(outputs, targets).detach().double().cpu() * n
+        for name, fn in metric_fns.items():
+            sums[name] += fn(outputs, targets).detach().double().cpu() * n
+        count += n
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("the test iterable yielded no batch")
+    record: Record = {"test_loss": float(total / count)}
+    record.update({f"test_{name}": float(s / count) for name, s in sums.items()})
+    return record
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: Iterable[Any],
+    test_data: Iterable[Any],
+    loss_fn: Callable[[Any, Any], Tensor],
+    *,
+    epochs: int,
+    scheduler: Any | None = None,
+    scheduler_interval: str = "epoch",
+    device: torch.device | str = "cpu",
+    watch: Mapping[str, nn.Module] | None = None,
+    forward: Callable[[nn.Module, Any], Any] = _default_forward,
+    metric_fns: Mapping[str, MetricFn] | None = None,
+    grad_clip: float | None = None,
+    eval_every: int = 1,
+    log_every: int = 10,
+    progress: bool = False,
+    run_dir: Path | None = None,
+    logger: RunLogger | None = None,
+    callbacks: Sequence[Callback] = (),
+    log_initial: bool = True,
+) -> FitResult:
+    """Train ``model`` for ``epochs`` epochs and record metrics per epoch (see the module doc).
+
+    Args:
+        model: the network, already on ``device``.
+        optimizer: a torch optimizer or a ``KineticOptimizer`` (its collision happens in
+            ``step()``, i.e. after backward and gradient clipping, SPEC §1.4).
+        train_data, test_data: iterables of ``(inputs, targets)`` batches, re-iterated each epoch.
+        loss_fn: ``loss_fn(outputs, targets)`` -> scalar mean loss.
+        epochs: number of epochs.
+        scheduler: an lr scheduler with ``step()``, stepped per epoch or per step
+            (``scheduler_interval`` = ``"epoch"`` | ``"step"``).
+        device: where batches are moved.
+        watch: ``{name: layer}`` whose rho / max|cos| / collision rate are recorded.
+        forward: ``forward(model, inputs)`` -> outputs (default ``model(inputs)``).
+        metric_fns: extra test metrics ``fn(outputs, targets)`` -> scalar, logged as
+            ``test_<name>``.
+        grad_clip: clip the global gradient norm before the optimizer step.
+        eval_every: test every this many epochs (and at the last); other epochs log null.
+        log_every: a log line every this many epochs (and at the last).
+        progress: show tqdm progress bars.
+        run_dir: when given, records are appended to ``run_dir / "metrics.jsonl"``.
+        logger: external logger receiving each record.
+        callbacks: ``on_epoch_end(epoch, record, model)`` hooks, called before the record is
+            written, so they may add metrics.
+        log_initial: also record the initial model as ``epoch=0``.
+
+    Returns:
+        A :class:`FitResult`.
+    """
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval={scheduler_interval!r} is not 'epoch' or 'step'")
+    device = torch.device(device)
+    watch = dict(watch or {})
+    monitor = CollisionMonitor(model, optimizer)
+    writer = MetricsWriter(run_dir / "metrics.jsonl") if run_dir is not None else None
+    result = FitResult()
+    start = time.perf_counter()
+
+    def emit(epoch: int, record: Record) -> None:
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, record, model)
+        result.history.append(record)
+        if writer is not None:
+            writer.write(record)
+        if logger is not None:
+            logger.log_metrics(record, step=epoch)
+
+    def lr() -> float:
+        return float(optimizer.param_groups[0]["lr"])
+
+    if log_initial:
+        record: Record = {"epoch": 0, "train_loss": None}
+        record.update(
+            evaluate(model, test_data, loss_fn, device, forward=forward, metric_fns=metric_fns)
+        )
+        record.update({"lr": lr(), "epoch_time": None})
+        record.update(_layer_metrics(watch, dict.fromkeys(monitor.sites)))
+        emit(0, record)
+
+    redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
+    with redirect:
+        bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+        for epoch in bar:
+            tic = time.perf_counter()
+            epoch_lr = lr()
+            train_loss = _train_epoch(
+                model,
+                optimizer,
+                train_data,
+                loss_fn,
+                device=device,
+                forward=forward,
+                grad_clip=grad_clip,
+                monitor=monitor,
+                step_scheduler=scheduler if scheduler_interval == "step" else None,
+                progress=progress,
+                desc=f"epoch {epoch}",
+            )
+            if scheduler is not None and scheduler_interval == "epoch":
+                scheduler.step()
+
+            record = {"epoch": epoch, "train_loss": train_loss}
+            if epoch % eval_every == 0 or epoch == epochs:
+                record.update(
+                    evaluate(
+                        model, test_data, loss_fn, device, forward=forward, metric_fns=metric_fns
+                    )
+                )
+            else:
+                record["test_loss"] = None
+                record.update({f"test_{name}": None for name in metric_fns or {}})
+            record["lr"] = epoch_lr
+            record["epoch_time"] = time.perf_counter() - tic
+            record.update(_layer_metrics(watch, monitor.pop_epoch()))
+            emit(epoch, record)
+
+            bar.set_postfix(train=f"{train_loss:.4g}", test=_fmt(record["test_loss"]))
+            if epoch % log_every == 0 or epoch == epochs:
+                log.info(
+                    "epoch %d/%d  train_loss %.6g  test_loss %s  lr %.3g  (%.2fs)",
+                    epoch,
+                    epochs,
+                    train_loss,
+                    _fmt(record["test_loss"]),
+                    epoch_lr,
+                    record["epoch_time"],
+                )
+
+    result.final = result.history[-1] if result.history else {}
+    result.wall_time = time.perf_counter() - start
+    return result
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: Iterable[Any],
+    loss_fn: Callable[[Any, Any], Tensor],
+    *,
+    device: torch.device,
+    forward: Callable[[nn.Module, Any], Any],
+    grad_clip: float | None,
+    monitor: CollisionMonitor,
+    step_scheduler: Any | None,
+    progress: bool,
+    desc: str,
+) -> float:
+    """One pass over ``train_data``; returns the mean training loss (weighted by batch size)."""
+    model.train()
+    # Per-step losses stay on the device (no sync per step); summed once per epoch.
+    losses: list[Tensor] = []
+    count = 0
+    steps = _maybe_len(train_data)
+    batches = tqdm(
+        train_data,
+        total=steps,
+        desc=desc,
+        leave=False,
+        disable=not progress or steps in (None, 1),
+        dynamic_ncols=True,
+    )
+    for batch in batches:
+        inputs, targets = _to_device(batch[0], device), _to_device(batch[1], device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(forward(model, inputs), targets)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()  # a KineticOptimizer collides here, after clipping (SPEC §1.4)
+        monitor.after_step()
+        if step_scheduler is not None:
+            step_scheduler.step()
+        n = _batch_size(targets)
+        losses.append(loss.detach() * n)
+        count += n
+    if count == 0:
+        raise ValueError("the training iterable yielded no batch")
+    return float(torch.stack(losses).cpu().double().sum() / count)
+
+
+def _maybe_len(data: Iterable[Any]) -> int | None:
+    try:
+        return len(data)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.6g}" if math.isfinite(value) else str(value)

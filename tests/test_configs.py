@@ -1,0 +1,190 @@
+"""Every config option and experiment composes and validates; bad values give the promised errors.
+
+Options and experiments are enumerated from the YAML files, so a new file is tested automatically.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.config import ConfigError, validate
+from experiments.runner import build_model, build_optimizer, build_scheduler, select_watch
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# Groups whose options are tested one by one (hydra/ configures Hydra itself, experiment/ below).
+GROUPS = sorted(
+    d.name for d in CONFIG_DIR.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
+)
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+EXPERIMENTS = sorted(f.stem for f in (CONFIG_DIR / "experiment").glob("*.yaml"))
+# Options that only make sense together with another choice.
+COMPANIONS = {("collision", "kitinet"): ["model=kitinet_fc"]}
+
+
+def compose_cfg(*overrides: str, hydra_config: bool = False) -> DictConfig:
+    """The composed top-level config with ``overrides`` (Hydra's compose API)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
+
+
+def build_all(cfg: DictConfig) -> None:
+    """Validate and build everything that can fail before training; run one forward pass."""
+    rc = validate(cfg)
+    torch.manual_seed(0)
+    model = build_model(rc, torch.device("cpu"))
+    select_watch(model, rc.trainer.watch, rc.model.name)
+    _, base = build_optimizer(rc, model)
+    build_scheduler(rc, base)
+    in_features = rc.model.kwargs.get("in_features", 5)
+    out = model(torch.randn(4, in_features))
+    assert out.shape == (4, rc.model.kwargs.get("out_features", 1))
+
+
+def test_there_is_something_to_test() -> None:
+    assert {"model", "dataset", "collision", "optimizer", "scheduler", "trainer"} <= set(GROUPS)
+    assert {"ko_fig2", "kitinet_fc", "kitinet_skip"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_validates(group: str, option: str) -> None:
+    cfg = compose_cfg(f"{group}={option}", *COMPANIONS.get((group, option), []))
+    build_all(cfg)
+
+
+def test_default_is_the_ko_fig2_setting() -> None:
+    rc = validate(compose_cfg())
+    assert rc.model.name == "mlp"
+    assert rc.model.kwargs["activation"] == "tanh"
+    assert rc.model.kwargs["init_std"] == 0.005
+    assert rc.dataset.name == "sin5d"
+    assert rc.dataset.kwargs["n_train"] == 80
+    assert rc.optimizer.name == "adam"
+    assert rc.collision.name == "soft"
+    assert rc.collision.modules == ["fc1"]
+    assert rc.trainer.epochs == 100
+    assert rc.trainer.batch_size is None
+    assert rc.trainer.watch == ["fc1"]
+    assert rc.seed == 0
+    assert rc.collision_seed == 0
+
+
+def test_collision_seed_follows_the_run_seed() -> None:
+    assert validate(compose_cfg("seed=7")).collision_seed == 7
+    assert validate(compose_cfg("seed=7", "collision.seed=3")).collision_seed == 3
+
+
+def _sweep_points(cfg: DictConfig) -> list[list[str]]:
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    axes = [[f"{key}={v}" for v in str(values).split(",")] for key, values in params.items()]
+    return [list(p) for p in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_and_sweep_point_composes(experiment: str) -> None:
+    cfg = compose_cfg(f"experiment={experiment}", hydra_config=True)
+    assert cfg.experiment_name == experiment
+    points = _sweep_points(cfg)
+    assert points, f"experiment {experiment} defines no hydra.sweeper.params"
+    for point in points:
+        build_all(compose_cfg(f"experiment={experiment}", *point))
+
+
+def test_ko_fig2_sweeps_the_whole_figure() -> None:
+    cfg = compose_cfg("experiment=ko_fig2", hydra_config=True)
+    points = _sweep_points(cfg)
+    assert len(points) == 15
+    assert ["model.activation=xtanh", "collision=hard"] in points
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["collision.coll_coef=1.5"], "collision.coll_coef=1.5 is outside [0, 1]"),
+        (["collision.coll_coef=-0.1"], "collision.coll_coef=-0.1 is outside [0, 1]"),
+        (
+            ["collision=hard", "collision.mean_free_path=0"],
+            "collision.mean_free_path=0.0 must be > 0",
+        ),
+        (
+            ["collision=hard", "collision.mean_free_path=-2"],
+            "collision.mean_free_path=-2.0 must be > 0",
+        ),
+        (
+            ["model=kitinet_fc", "collision=kitinet", "collision.collision_heads=0"],
+            "collision.collision_heads=0 must be an integer >= 1",
+        ),
+        (
+            ["model.activation=swish"],
+            "model.activation='swish' is unknown; allowed: tanh, xtanh, sigmoid, softplus, relu, "
+            "leaky_relu",
+        ),
+        (
+            ["optimizer.name=rmsprop"],
+            "optimizer.name='rmsprop' is unknown; allowed: sgd, adam, adamw, lamb",
+        ),
+        (["model.name=resnet999"], "model.name='resnet999' is unknown; registered models:"),
+        (["dataset.name=mnist9"], "dataset.name='mnist9' is unknown; registered datasets:"),
+        (["scheduler.name=linear"], "scheduler.name='linear' is unknown; allowed:"),
+        (["collision.name=medium"], "collision.name='medium' is unknown; allowed:"),
+        (["logger.name=tensorboard"], "logger.name='tensorboard' is unknown; allowed: none, wandb"),
+        (
+            ["collision=kitinet"],
+            "collision=kitinet needs a model with residual connections, but model=mlp has none; "
+            "use one of: kitinet_fc, skipnet",
+        ),
+        (["+collision.bogus=1"], "collision.bogus is not a known option of 'collision'"),
+        (["+model.depth=3"], "model.depth is not an argument of model 'mlp'; allowed:"),
+        (["collision.coll_coef=high"], "collision.coll_coef='high' must be of type float"),
+        (["trainer.epochs=0"], "trainer.epochs=0 must be >= 1"),
+        (["trainer.progress=sometimes"], "trainer.progress='sometimes' is unknown"),
+        (["optimizer.lr=0"], "optimizer.lr=0.0 must be > 0"),
+        (["seed=-1"], "seed=-1 must be an integer >= 0"),
+        (["scheduler=multistep", "scheduler.milestones=[]"], "scheduler.milestones is empty"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_clear_message(overrides: list[str], message: str) -> None:
+    cfg = compose_cfg(*overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model=kitinet_fc", "collision=kitinet", "collision.collision_heads=3"],
+            "collision.collision_heads=3 does not divide the feature size 50 (model.hidden); "
+            "allowed: 1, 2, 5, 10, 25, 50",
+        ),
+        (
+            ["model=skipnet", "collision=kitinet", "model.kitinet_layers=7"],
+            "model.kitinet_layers=7 is outside [0, 6]",
+        ),
+    ],
+)
+def test_bad_model_combinations_fail_at_build(overrides: list[str], message: str) -> None:
+    rc = validate(compose_cfg(*overrides))
+    with pytest.raises(ConfigError) as err:
+        build_model(rc, torch.device("cpu"))
+    assert message in str(err.value)
+
+
+def test_ko_modules_matching_nothing_fail_at_build() -> None:
+    rc = validate(compose_cfg("collision=hard", "collision.modules=[encoder.*]"))
+    model = build_model(rc, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"collision.modules=\['encoder.\*'\]: module pattern"):
+        build_optimizer(rc, model)
+
+
+def test_watch_matching_nothing_fails() -> None:
+    rc = validate(compose_cfg("trainer.watch=[fc9]"))
+    model = build_model(rc, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"trainer\.watch='fc9' matches no layer"):
+        select_watch(model, rc.trainer.watch, rc.model.name)

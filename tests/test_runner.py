@@ -1,0 +1,232 @@
+"""End-to-end runs: run.py under Hydra (single run, multirun, W&B offline) and run() in-process.
+
+Subprocess runs use the real entry point; in-process runs (Hydra's compose API + ``run``) check
+determinism, collision-rate logging and early failures quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from experiments.config import ConfigError
+from experiments.data import TensorBatches
+from experiments.runner import run
+from experiments.train import fit
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run ``python run.py *args`` from the repository root; return stderr+stdout, fail loudly."""
+    full_env = {
+        **os.environ,
+        "CI": "1",
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = proc.stderr + proc.stdout
+    assert proc.returncode == 0, output[-5000:]
+    return output
+
+
+def run_inprocess(out_dir: Path, *overrides: str) -> float:
+    """Compose the config with ``overrides`` and call ``run`` with ``out_dir`` as the run dir."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[*overrides, f"paths.output_dir={out_dir}", "trainer.progress=false"],
+        )
+    return run(cfg)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_times(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in records]
+
+
+def test_bare_run_writes_every_file(tmp_path: Path) -> None:
+    """The full default run (KO Fig. 2 setting, 100 epochs) through run.py and Hydra."""
+    run_dir = tmp_path / "bare"
+    # -X importtime lists every module the process imports: logger=none must not load wandb.
+    # (A refused `import wandb` is listed too, so look for its submodules, which a real one loads.)
+    output = run_py("-X", "importtime", "run.py", f"hydra.run.dir={run_dir}")
+    assert "| timm" in output  # the listing is there
+    assert not re.search(r"\|\s+wandb\.", output)
+
+    records = read_metrics(run_dir)
+    assert [r["epoch"] for r in records] == list(range(101))
+    expected = {
+        "epoch",
+        "train_loss",
+        "test_loss",
+        "lr",
+        "epoch_time",
+        "rho.fc1",
+        "max_cos.fc1",
+        "collision_rate.fc1",
+    }
+    assert all(set(r) == expected for r in records)
+    last = records[-1]
+    assert last["train_loss"] < records[1]["train_loss"]
+    assert 0 <= last["rho.fc1"] <= 1
+    assert 0 <= last["max_cos.fc1"] <= 1
+    assert last["collision_rate.fc1"] is None  # soft collision has no acceptance step
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("seed", "git_commit", "command", "wall_time", "test_loss", "rho.fc1"):
+        assert key in summary
+    assert summary["seed"] == 0
+    assert summary["test_loss"] == last["test_loss"]
+    assert "run.py" in summary["command"]
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["name"] == "mlp"
+    assert config["model"]["activation"] == "tanh"
+    assert config["collision"]["name"] == "soft"
+    assert config["paths"]["output_dir"] == str(run_dir)
+
+    weights = torch.load(run_dir / "weights_final.pt", weights_only=True)
+    assert set(weights) == {"fc1"}
+    assert weights["fc1"].shape == (50, 5)
+    assert (run_dir / "heatmap_fc1.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+
+
+def test_multirun_with_wandb_offline_gives_each_job_its_own_dir_and_run(tmp_path: Path) -> None:
+    """A 2 x 2 sweep with logger=wandb: four job dirs, each with its own offline W&B run."""
+    sweep = tmp_path / "sweep"
+    env = {
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+        "WANDB_DATA_DIR": str(tmp_path / "wandb_data"),
+    }
+    run_py(
+        "run.py",
+        "--multirun",
+        "collision.coll_coef=0.1,0.9",
+        "seed=0,1",
+        "trainer.epochs=3",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep}",
+        env=env,
+    )
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    seen = set()
+    for job in jobs:
+        config = yaml.safe_load((job / "config.yaml").read_text())
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["seed"] == config["seed"]
+        assert summary["epoch"] == 3
+        seen.add((config["collision"]["coll_coef"], config["seed"]))
+        offline = list((job / "wandb").glob("offline-run-*"))
+        assert len(offline) == 1, f"{job}: {offline}"
+        assert list(offline[0].glob("*.wandb"))
+    assert seen == {(0.1, 0), (0.1, 1), (0.9, 0), (0.9, 1)}
+
+
+def test_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
+    args = ("collision=hard", "trainer.epochs=15")
+    run_inprocess(tmp_path / "a", *args, "seed=3")
+    run_inprocess(tmp_path / "b", *args, "seed=3")
+    run_inprocess(tmp_path / "c", *args, "seed=4")
+    a, b, c = (without_times(read_metrics(tmp_path / d)) for d in "abc")
+    assert a == b
+    assert a != c
+    rates = [r["collision_rate.fc1"] for r in a[1:]]
+    assert all(r is not None and 0 <= r <= 1 for r in rates)
+    assert max(rates) > 0  # hard collisions actually happened
+
+
+def test_kitinet_fc_logs_a_collision_rate(tmp_path: Path) -> None:
+    loss = run_inprocess(
+        tmp_path,
+        "model=kitinet_fc",
+        "collision=kitinet",
+        "trainer.epochs=3",
+        "trainer.watch=[fc1,fc2]",
+    )
+    records = read_metrics(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert loss == pytest.approx(summary["test_loss"])
+    assert records[0]["collision_rate.residual"] is None  # the initial model took no step
+    for record in records[1:]:
+        assert 0 < record["collision_rate.residual"] <= 1
+        assert record["collision_rate.fc1"] is None  # fc1 is no collision site
+    assert {"rho.fc1", "rho.fc2", "max_cos.fc2"} <= set(summary)
+    assert (tmp_path / "heatmap_fc2.png").exists()
+
+
+def test_bad_combination_fails_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"collision_heads=3 does not divide"):
+        run_inprocess(
+            tmp_path, "model=kitinet_fc", "collision=kitinet", "collision.collision_heads=3"
+        )
+    assert not (tmp_path / "metrics.jsonl").exists()
+    with pytest.raises(ConfigError, match=r"collision\.coll_coef=1\.5 is outside"):
+        run_inprocess(tmp_path, "collision.coll_coef=1.5")
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_fit_with_dataloader_metrics_and_step_scheduler(tmp_path: Path) -> None:
+    """fit() as a later trainer uses it: DataLoader batches, accuracy, per-step schedule."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=4, gamma=0.5)
+
+    def accuracy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (out.argmax(-1) == target).float().mean()
+
+    result = fit(
+        model,
+        optimizer,
+        loader,
+        TensorBatches(x, y, batch_size=10, shuffle=False),
+        nn.CrossEntropyLoss(),
+        epochs=5,
+        scheduler=scheduler,
+        scheduler_interval="step",
+        watch={"0": model[0]},
+        metric_fns={"acc": accuracy},
+        run_dir=tmp_path,
+        log_initial=False,
+    )
+    records = read_metrics(tmp_path)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert result.final == records[-1]
+    assert records[-1]["test_acc"] > 0.8
+    # 4 steps per epoch, halved every 4 steps: the lr used in epoch e is 0.5 * 0.5**(e-1).
+    assert [r["lr"] for r in records] == pytest.approx([0.5 * 0.5**e for e in range(5)])
+    assert records[-1]["collision_rate.0"] is None
