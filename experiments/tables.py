@@ -370,7 +370,8 @@ def _sorted_unique(values: Iterable[Any]) -> list[Any]:
 def provenance_header(command: str, runs: pd.DataFrame, *, runs_root: str | None = None) -> str:
     """The markdown block every rendered file starts with.
 
-    It names the command, the repository commit the renderer ran at, the seeds and the commits
+    It names the commands that made the runs (``command`` column) and the one that rendered
+    them, the repository commit the renderer ran at, the seeds and the commits
     recorded by the runs themselves (``seed`` / ``git_commit`` or ``commit`` columns), and the
     date (UTC).
     """
@@ -378,11 +379,14 @@ def provenance_header(command: str, runs: pd.DataFrame, *, runs_root: str | None
     # The runner writes `git_commit`; `commit` is accepted too.
     recorded = [runs[c] for c in ("git_commit", "commit") if c in runs]
     run_commits = _sorted_unique(v for column in recorded for v in column)
+    run_commands = _sorted_unique(runs["command"]) if "command" in runs else []
     root = runs_root or runs.attrs.get("root", "?")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "> **Provenance** (generated file: edit the renderer, not this file)",
-        f"> - command: `{command}`",
+        "> - runs made by: "
+        + (", ".join(f"`{c}`" for c in run_commands) if run_commands else MISSING),
+        f"> - rendered by: `{command}`",
         f"> - git commit: `{git_commit()}`",
         f"> - runs: {len(runs)} run directories under `{root}`; seeds found: "
         + (", ".join(str(s) for s in seeds) if seeds else MISSING),
@@ -397,5 +401,7 @@ def write_markdown(path: str | os.PathLike[str], header: str, body: str) -> Path
     """Write ``header`` (from :func:`provenance_header`), a blank line and ``body`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header.rstrip("\n") + "\n\n" + body.strip("\n") + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(header.rstrip("\n") + "\n\n" + body.strip("\n") + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader never sees half a table
     return path

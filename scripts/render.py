@@ -72,24 +72,12 @@ def _watched_layer(run: pd.Series) -> str | None:
 
 
 def is_kitinet_run(run: pd.Series) -> bool:
-    """Whether a KITINet §5.7 run uses the KITINet module (else it is the vanilla network).
+    """Whether a run used the KITINet module: the config group ``collision=kitinet`` builds it.
 
-    The first of these that the run's config has decides:
-    a boolean ``model.kitinet`` / ``model.use_kitinet`` / ``kitinet.enabled``; a non-null
-    ``model.kitinet.*`` group; ``collision.name == "kitinet"``; ``model.name`` containing
-    ``"kiti"``. Anything else is vanilla (``collision.name`` is KO's optimizer collision, usually
-    ``"none"`` here, so it only ever identifies KITINet, never rules it out).
+    The model name says nothing (``kitinet_fc`` is also the vanilla network with plain additions
+    under ``collision=none``).
     """
-    for key in ("model.kitinet", "model.use_kitinet", "model.kitinet.enabled", "kitinet.enabled"):
-        value = run.get(key)
-        if isinstance(value, bool):
-            return value
-    group = [k for k in run.index if k.startswith("model.kitinet.") and not _is_missing(run[k])]
-    if group:
-        return True
-    if str(run.get("collision.name", "")).lower() == "kitinet":
-        return True
-    return "kiti" in str(run.get("model.name", "")).lower()
+    return str(run.get("collision.name", "")).lower() == "kitinet"
 
 
 def _load_weight(run: pd.Series, layer: str) -> torch.Tensor | None:
@@ -148,7 +136,9 @@ def _mixed_note(df: pd.DataFrame, by: Sequence[str]) -> str:
 
 
 def _rate_columns(df: pd.DataFrame) -> list[str]:
-    return sorted(c for c in df.columns if c.startswith("collision_rate."))
+    """The ``collision_rate.*`` columns some run actually filled (watched layers that are no
+    collision site log null and would only add columns of "missing")."""
+    return sorted(c for c in df.columns if c.startswith("collision_rate.") and df[c].notna().any())
 
 
 # --------------------------------------------------------------------------- KO Fig. 2

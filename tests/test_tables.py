@@ -216,7 +216,7 @@ def test_provenance_header(tmp_path: Path) -> None:
     header = tables.provenance_header("python scripts/render.py x", tables.collect_runs(tmp_path))
     lines = header.splitlines()
     assert lines[0].startswith("> **Provenance**")
-    assert "`python scripts/render.py x`" in lines[1]
+    assert "`python scripts/render.py x`" in lines[2]
     assert lines[2].startswith("> - git commit: `")
     assert "2 run directories" in lines[3] and "seeds found: 0, 2" in lines[3]
     assert "`abc1234`" in lines[4]
@@ -259,7 +259,7 @@ def test_render_ko_fig2_end_to_end(tmp_path: Path, render: ModuleType) -> None:
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    assert "python scripts/render.py ko-fig2 --runs" in text.splitlines()[1]
+    assert "python scripts/render.py ko-fig2 --runs" in text.splitlines()[2]
     assert "seeds found: 0, 1" in text
     assert "no numbers for this figure" in text
     table_lines = [line for line in text.splitlines() if line.startswith("|")]
@@ -339,14 +339,11 @@ def test_render_kitinet_fc_end_to_end(tmp_path: Path, render: ModuleType) -> Non
 
 def test_is_kitinet_run_rules(render: ModuleType) -> None:
     run = pd.Series
-    assert render.is_kitinet_run(run({"model.kitinet": True, "model.name": "fc"}))
-    assert not render.is_kitinet_run(run({"model.kitinet": False, "model.name": "kiti_fc"}))
-    assert render.is_kitinet_run(run({"model.kitinet.coll_coef": 0.5, "model.name": "fc"}))
     assert render.is_kitinet_run(run({"collision.name": "kitinet", "model.name": "fc"}))
-    assert render.is_kitinet_run(run({"collision.name": "none", "model.name": "kiti"}))
-    assert not render.is_kitinet_run(run({"collision.name": "none", "model.name": "fc"}))
-    assert render.is_kitinet_run(run({"model.name": "KITI_fc"}))
-    assert not render.is_kitinet_run(run({"model.name": "fc"}))
+    # The vanilla network of the experiment shares the model name: only the collision group counts.
+    assert not render.is_kitinet_run(run({"collision.name": "none", "model.name": "kitinet_fc"}))
+    assert not render.is_kitinet_run(run({"collision.name": "soft", "model.name": "kitinet_fc"}))
+    assert not render.is_kitinet_run(run({"model.name": "kitinet_fc"}))
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:
