@@ -216,11 +216,12 @@ def test_provenance_header(tmp_path: Path) -> None:
     header = tables.provenance_header("python scripts/render.py x", tables.collect_runs(tmp_path))
     lines = header.splitlines()
     assert lines[0].startswith("> **Provenance**")
-    assert "`python scripts/render.py x`" in lines[2]
-    assert lines[2].startswith("> - git commit: `")
-    assert "2 run directories" in lines[3] and "seeds found: 0, 2" in lines[3]
-    assert "`abc1234`" in lines[4]
-    assert lines[5].startswith("> - date: 20") and lines[5].endswith("UTC")
+    assert lines[1].startswith("> - runs made by: ")
+    assert lines[2] == "> - rendered by: `python scripts/render.py x`"
+    assert lines[3].startswith("> - git commit: `")
+    assert "2 run directories" in lines[4] and "seeds found: 0, 2" in lines[4]
+    assert "`abc1234`" in lines[5]
+    assert lines[6].startswith("> - date: 20") and lines[6].endswith("UTC")
 
 
 # --------------------------------------------------------------------------- render: KO Fig. 2
