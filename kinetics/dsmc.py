@@ -68,23 +68,24 @@ def pairwise_distances(points: Tensor) -> Tensor:
     """Euclidean distance matrices of ``points`` (S, N, d) -> (S, N, N) via one Gram matmul.
 
     Points are centred per system first: distances are translation invariant and centring removes
-    most of the cancellation error of ``|a|^2 + |b|^2 - 2 a.b`` for clustered points. Squared
-    distances below that formula's rounding floor, ``16 eps sqrt(d) (|a|^2 + |b|^2)`` with ``a, b``
-    the centred points, are reported as 0, so the diagonal and identical points are exactly zero
-    and no entry is negative. The price: distances shorter than about ``sqrt(16 eps sqrt(d))`` times
-    the points' spread around their centroid read as 0 (float32, d = 2048: ~1 %; float64: ~1e-7).
-    This changes acceptance only for pairs on the threshold's edge (e.g. at coll_coef = 1 a pair
-    with a relative speed below that resolution is not accepted) and never the conservation laws.
+    most of the cancellation error of ``|a|^2 + |b|^2 - 2 a.b`` for clustered points. That formula's
+    rounding error is of order ``eps sqrt(d) (|a|^2 + |b|^2)`` (``a, b`` the centred points), so we
+    compute ``max(0, (1 - tol)(|a|^2 + |b|^2) - 2 a.b)`` with ``tol = 16 eps sqrt(d)``: the squared
+    distance lowered by a bound on its own rounding noise. The diagonal and identical points are
+    then exactly zero and no entry is negative. The price: distances shorter than about
+    ``sqrt(tol)`` times the points' spread around their centroid read as 0 (float32, d = 2048: ~1 %;
+    float64: ~1e-7). This changes acceptance only for pairs on the threshold's edge (e.g. at
+    coll_coef = 1 a pair with a relative speed below that resolution is not accepted) and never
+    the conservation laws.
     """
     centred = points - points.mean(dim=-2, keepdim=True)
-    sq_norms = centred.square().sum(dim=-1)
-    gram = centred @ centred.transpose(-1, -2)
-    pair_sq_norms = sq_norms.unsqueeze(-1) + sq_norms.unsqueeze(-2)
-    sq_dist = pair_sq_norms - 2.0 * gram
-    # Below the Gram formula's rounding floor a squared distance is indistinguishable from 0; calling
-    # it 0 keeps identical particles exactly non-colliding (their max relative speed is then 0).
-    floor = 16.0 * torch.finfo(points.dtype).eps * points.shape[-1] ** 0.5
-    sq_dist = torch.where(sq_dist > floor * pair_sq_norms, sq_dist, torch.zeros_like(sq_dist))
+    tol = 16.0 * torch.finfo(points.dtype).eps * points.shape[-1] ** 0.5
+    shrunk_sq_norms = (1.0 - tol) * centred.square().sum(dim=-1)
+    # One (S, N, N) buffer, built in place: memory traffic, not flops, is the cost here.
+    sq_dist = torch.baddbmm(
+        shrunk_sq_norms.unsqueeze(-1), centred, centred.transpose(-1, -2), alpha=-2.0
+    )
+    sq_dist.add_(shrunk_sq_norms.unsqueeze(-2)).clamp_min_(0.0)
     return sq_dist.sqrt_()
 
 
@@ -99,11 +100,12 @@ def collision_mask(x: Tensor, v: Tensor, coll_coef: float, mean_free_path: float
         return torch.zeros((*x.shape[:-2], n, n), dtype=torch.bool, device=x.device)
     with torch.no_grad():
         v_rel = pairwise_distances(v)
-        x_rel = pairwise_distances(x)
         v_max = v_rel.amax(dim=(-2, -1), keepdim=True)
         # score > 1 - c  <=>  v_r exp(-x_r / mfp) > (1 - c) v_max; no division, so v_max = 0 is safe.
-        score = v_rel * torch.exp(-x_rel / mean_free_path)
-        accepted = (score > (1.0 - coll_coef) * v_max) & (v_max > 0)
+        score = pairwise_distances(x).mul_(-1.0 / mean_free_path).exp_().mul_(v_rel)
+        del v_rel
+        accepted = score > (1.0 - coll_coef) * v_max
+        accepted.logical_and_(v_max > 0)
         return accepted.triu_(diagonal=1)
 
 
