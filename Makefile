@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ figure-ko-fig2: $(STAMP)  ## KO Fig. 2: activations x {none, soft, hard}, 3 seed
 table-kitinet-fc: $(STAMP)  ## KITINet §5.7 FC net: test-loss change vs the paper, 3 seeds -> results/kitinet_fc/
 	$(PY) run.py --multirun experiment=kitinet_fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc
 	$(PY) scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
+
+table-kitinet-skip: $(STAMP)  ## KITINet §5.7 6-layer skip net: KITINet in the last 0/1/2 blocks, 3 seeds -> results/kitinet_skip/
+	$(PY) run.py --multirun experiment=kitinet_skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip
+	$(PY) scripts/render.py sweep --runs multirun/kitinet_skip --out results/kitinet_skip
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

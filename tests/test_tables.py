@@ -366,3 +366,21 @@ def test_cli_errors(tmp_path: Path, render: ModuleType) -> None:
     assert not (tmp_path / "o2").exists()
     with pytest.raises(SystemExit):
         render.main(["table9", "--runs", str(tmp_path), "--out", str(tmp_path / "o3")])
+
+
+def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path, render: ModuleType) -> None:
+    _kitinet_fixture(tmp_path / "runs")
+    out = tmp_path / "out"
+    render.main(["sweep", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    assert "# Sweep over `collision.name`, `model.activation`" in text
+    # relu + kitinet: test losses 0.9 and 1.9 -> mean 1.4, std 0.71 over 2 seeds
+    row = next(
+        line for line in text.splitlines() if line.startswith("| kitinet") and "relu" in line
+    )
+    assert "1.40 ± 0.71 (n=2)" in row
+    # a rate only KITINet runs logged: "missing" for vanilla rows, never 0
+    vanilla = next(
+        line for line in text.splitlines() if line.startswith("| none") and "relu" in line
+    )
+    assert vanilla.rstrip(" |").endswith("missing")
