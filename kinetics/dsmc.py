@@ -29,7 +29,6 @@ __all__ = [
     "collide",
     "collision_mask",
     "pairwise_distances",
-    "sample_unit_directions",
 ]
 
 # Elements (pairs x dims) of random directions materialised at once. 2**20 float32 = 4 MiB per buffer.
@@ -107,32 +106,6 @@ def collision_mask(x: Tensor, v: Tensor, coll_coef: float, mean_free_path: float
         accepted = score > (1.0 - coll_coef) * v_max
         accepted.logical_and_(v_max > 0)
         return accepted.triu_(diagonal=1)
-
-
-def sample_unit_directions(
-    num: int,
-    dim: int,
-    *,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """``num`` vectors uniform on the unit sphere S^{dim-1}: normalised standard Gaussians.
-
-    A Gaussian draw of norm zero (probability zero in exact arithmetic) is redrawn by falling back to
-    the first basis vector, so the result always has unit norm.
-    """
-    gen_device = generator.device if generator is not None else device
-    z = torch.randn(num, dim, generator=generator, dtype=dtype, device=gen_device)
-    norms = torch.linalg.vector_norm(z, dim=-1, keepdim=True)
-    z = torch.where(norms > 0, z / norms.clamp_min(torch.finfo(dtype).tiny), _basis(dim, z))
-    return z.to(device) if device is not None else z
-
-
-def _basis(dim: int, like: Tensor) -> Tensor:
-    e = torch.zeros(dim, dtype=like.dtype, device=like.device)
-    e[0] = 1.0
-    return e
 
 
 def _check_coef(coll_coef: float, mean_free_path: float) -> None:
@@ -215,6 +188,13 @@ def collide(
     return DSMCResult(v_new, x_new, accepted, num_accepted, num_pairs)
 
 
+_TINY = {dt: torch.finfo(dt).tiny for dt in (torch.float32, torch.float64)}
+
+
+def _dev(generator: torch.Generator | None, like: Tensor) -> torch.device:
+    return generator.device if generator is not None else like.device
+
+
 def _random_kicks(
     v: Tensor, pairs: Tensor, generator: torch.Generator | None, directions: Tensor | None
 ) -> Tensor:
@@ -227,14 +207,16 @@ def _random_kicks(
         flat = pairs[start : start + chunk]
         ii = flat // n  # row of particle i in (S*N, d): s*N + i
         jj = (flat // (n * n)) * n + flat % n  # row of particle j: s*N + j
-        if directions is None:
-            n_ij = sample_unit_directions(
-                ii.shape[0], d, generator=generator, dtype=v.dtype, device=v.device
-            )
-        else:
-            n_ij = directions[start : start + chunk].to(device=v.device, dtype=v.dtype)
         # Exact relative speed of accepted pairs (no Gram cancellation); differentiable.
-        v_rel = torch.linalg.vector_norm(flat_v[ii] - flat_v[jj], dim=-1, keepdim=True)
-        kick = 0.5 * v_rel * n_ij
+        half_v_rel = 0.5 * torch.linalg.vector_norm(flat_v[ii] - flat_v[jj], dim=-1, keepdim=True)
+        if directions is None:
+            # n_ij = z / |z| with z Gaussian; the normalisation is folded into the kick's scale.
+            z = torch.randn(
+                ii.shape[0], d, generator=generator, dtype=v.dtype, device=_dev(generator, v)
+            )
+            z_norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min_(_TINY[v.dtype])
+            kick = z.to(v.device).mul_(half_v_rel / z_norm.to(v.device))
+        else:
+            kick = directions[start : start + chunk].to(device=v.device, dtype=v.dtype) * half_v_rel
         out.index_add_(0, ii, kick).index_add_(0, jj, kick, alpha=-1.0)
     return out.reshape(n_sys, n, d)

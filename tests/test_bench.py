@@ -1,0 +1,101 @@
+"""Smoke test of scripts/bench.py (``make bench``): tiny sizes, few repeats, no timing assertions.
+
+Proves the benchmark runs end to end and writes its report, that its memory probe reads a known
+allocation correctly, and that the paper-literal baseline computes the same thing as the fast code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import _literal  # noqa: E402
+import bench  # noqa: E402
+
+from kinetics import soft_collision  # noqa: E402
+from kinetics.dsmc import collide  # noqa: E402
+
+
+def test_peak_extra_bytes_reads_a_known_allocation() -> None:
+    size = 8 * bench.MB
+    peak = bench.peak_extra_bytes(lambda: torch.ones(size // 4))
+    assert abs(peak - size) <= 0.01 * size
+
+    # Two live tensors peak at twice the size, even though one is freed before the call ends.
+    def two() -> torch.Tensor:
+        a = torch.ones(size // 4)
+        b = a * 2
+        del a
+        return b
+
+    assert abs(bench.peak_extra_bytes(two) - 2 * size) <= 0.02 * size
+
+
+def test_rss_probe_reads_a_known_allocation() -> None:
+    # 64 MB is above glibc's largest mmap threshold, so the block is mapped (and counted) afresh.
+    record = bench._rss_probe("alloc:64")
+    assert 63.0 < record["rss_extra_mb"] < 70.0
+
+
+def test_literal_soft_matches_fast() -> None:
+    gen = torch.Generator().manual_seed(0)
+    w, g = torch.randn(12, 7, generator=gen), torch.randn(12, 7, generator=gen)
+    g[3] = 0.0  # a zero row has cosine 0 in both
+    torch.testing.assert_close(
+        _literal.soft_collision_literal(w, g, 0.7), soft_collision(w, g, 0.7), atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("coef", [0.5, 1.0])
+def test_literal_hard_matches_fast_with_same_directions(coef: float) -> None:
+    w, g = bench.collision_inputs(15, 6, distance=0.2, seed=3)
+    result = collide(w[None], g[None], coef)
+    k = int(result.num_accepted.sum())
+    assert 0 < k and (coef == 1.0 or k < result.num_pairs)  # coef 0.5: some pairs, not all
+    dirs = torch.nn.functional.normalize(torch.randn(k, 6, generator=torch.Generator()), dim=-1)
+    fast = collide(w[None], g[None], coef, directions=dirs).v_new[0]
+    literal = _literal.hard_collision_literal(w, g, coef, directions=dirs)
+    torch.testing.assert_close(literal, fast, atol=1e-5, rtol=1e-5)
+    # Momentum (sum of gradient rows) is conserved by both.
+    torch.testing.assert_close(literal.sum(0), g.sum(0), atol=1e-4, rtol=1e-5)
+
+
+def test_quick_run_writes_report(tmp_path: Path) -> None:
+    code = bench.main(["--out", str(tmp_path), "--quick"])
+    assert code == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["errors"] == {}
+    assert abs(results["memory_validation"]["profiler_mb"] - 100.0) < 1.0
+    assert {r["kind"] for r in results["collisions"]} == {"soft", "hard"}
+    assert all("speedup" in r for r in results["collisions"])  # tiny sizes: literal never skipped
+    assert {r["pass"] for r in results["kitinet"]} == {"forward", "forward+backward"}
+    hard_all = results["hard_all"]
+    assert hard_all[-1]["accepted_pairs"] == hard_all[-1]["pairs"]  # coll_coef 1: all collide
+    assert set(results["e2e"]["variants"]) == {"sgd", "soft", "hard"}
+    report = (tmp_path / "bench.md").read_text()
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4."):
+        assert heading in report
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.parametrize("kind", ["soft", "hard"])
+def test_literal_memory_estimate_bounds_the_measured_peak(kind: str) -> None:
+    n, d = 40, 64
+    w, g = bench.collision_inputs(n, d, distance=0.2)
+    fn = _literal.soft_collision_literal if kind == "soft" else _literal.hard_collision_literal
+    peak = bench.peak_extra_bytes(lambda: fn(w, g, 0.5))
+    estimate = _literal.literal_peak_bytes(kind, n, d)
+    assert estimate / 2 < peak <= estimate  # the literal code really is O(N^2 d), and bounded
+
+
+def test_literal_memory_estimate_skips_imagenet_head() -> None:
+    limit = bench.Config().literal_limit_bytes
+    assert _literal.literal_peak_bytes("hard", 1000, 2048) > limit
+    assert _literal.literal_peak_bytes("soft", 100, 512) < limit
