@@ -351,3 +351,67 @@ def test_large_batch_of_systems_equals_system_by_system():
         )
         start += k
         torch.testing.assert_close(together[row : row + 1], alone, rtol=1e-6, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- acceleration variant
+
+
+def _accel_inputs(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 4, 2, 2, generator=gen, dtype=torch.float64) * 0.1
+    a = torch.randn(3, 4, 2, 2, generator=gen, dtype=torch.float64)
+    vel = torch.randn(3, 4, 2, 2, generator=gen, dtype=torch.float64)
+    return x, a, vel
+
+
+def test_acceleration_eval_is_plain_drift_with_zero_initial_velocity():
+    x, a, vel = _accel_inputs()
+    module = KITINet(2, 0.9, dt=0.5, acceleration=True).eval()
+    out, v_out = module(x, a, vel)
+    v_in = torch.add(vel, a, alpha=0.5)
+    assert torch.equal(v_out, v_in)
+    assert torch.equal(out, torch.add(x, v_in, alpha=0.5))
+    out0, v0 = module(x, a)  # first module in eval: the missing velocity is zero, not random
+    assert torch.equal(v0, torch.add(torch.zeros_like(a), a, alpha=0.5))
+    assert torch.equal(out0, torch.add(x, v0, alpha=0.5))
+
+
+def test_acceleration_training_collides_v_plus_dt_a_and_conserves_momentum():
+    x, a, vel = _accel_inputs()
+    gen = torch.Generator().manual_seed(3)
+    module = KITINet(2, 0.9, dt=0.5, acceleration=True, generator=gen).train()
+    out, v_out = module(x, a, vel)
+    v_in = torch.add(vel, a, alpha=0.5)
+    assert float(module.last_collision_rate) > 0
+    assert not torch.equal(v_out, v_in)
+    assert torch.isfinite(out).all() and not torch.equal(out, torch.add(x, v_in, alpha=0.5))
+    # Particles of one system: (heads=2, N=8) columns of each sample's 16 features.
+    momentum_out = v_out.reshape(3, 2, 8).sum(dim=-1)
+    momentum_in = v_in.reshape(3, 2, 8).sum(dim=-1)
+    torch.testing.assert_close(momentum_out, momentum_in, rtol=0, atol=1e-12)
+    # Without collisions the a-edition is exactly the drift of v + dt a.
+    still = KITINet(2, 0.0, dt=0.5, acceleration=True).train()
+    out_still, v_still = still(x, a, vel)
+    assert torch.equal(v_still, v_in) and torch.equal(out_still, torch.add(x, v_in, alpha=0.5))
+
+
+def test_acceleration_first_module_draws_its_velocity_in_training():
+    x, a, _ = _accel_inputs()
+    outs = []
+    for seed in (0, 0, 1):
+        module = KITINet(
+            2,
+            0.0,
+            acceleration=True,
+            initial_velocity_std=2.0,
+            generator=torch.Generator().manual_seed(seed),
+        ).train()
+        outs.append(module(x, a)[1])
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    assert 1.5 < float((outs[0] - a).std()) < 2.5  # v = N(0, 2^2) draw + dt * a
+
+
+def test_velocity_argument_requires_the_acceleration_variant():
+    x, a, vel = _accel_inputs()
+    with pytest.raises(ValueError, match="acceleration=True"):
+        KITINet(2, 0.5)(x, a, vel)
