@@ -202,6 +202,8 @@ class TrainerConfig:
     """Clip the global gradient norm to this value before the (collision +) optimizer step."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms: the same seed gives the same metrics."""
+    checkpoint_every: int = 0
+    """Write ``checkpoints/last.pt`` in the run dir every this many epochs (0: never)."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
@@ -223,6 +225,10 @@ class TrainerConfig:
             raise ConfigError(f"trainer.log_every={self.log_every} must be >= 1")
         if self.eval_every < 1:
             raise ConfigError(f"trainer.eval_every={self.eval_every} must be >= 1")
+        if self.checkpoint_every < 0:
+            raise ConfigError(
+                f"trainer.checkpoint_every={self.checkpoint_every} must be >= 0 (0: no checkpoints)"
+            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be > 0 (or null)")
 
@@ -281,6 +287,8 @@ class RunConfig:
     trainer: TrainerConfig
     logger: LoggerConfig
     paths: PathsConfig
+    resume: bool = False
+    """``resume=auto``: continue from ``checkpoints/last.pt`` of the run dir if it exists."""
 
     @property
     def collision_seed(self) -> int:
@@ -436,6 +444,10 @@ def validate(cfg: DictConfig) -> RunConfig:
     if not isinstance(experiment_name, str) or not experiment_name:
         raise ConfigError(f"experiment_name={experiment_name!r} must be a non-empty string")
 
+    resume = cfg.get("resume", False)
+    if resume not in (False, "auto"):
+        raise ConfigError(f"resume={resume!r} is unknown; allowed: false, auto")
+
     run = RunConfig(
         seed=seed,
         experiment_name=experiment_name,
@@ -447,6 +459,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         trainer=_build("trainer", TrainerConfig, _section(cfg, "trainer")),
         logger=_build("logger", LoggerConfig, _section(cfg, "logger")),
         paths=_paths(cfg),
+        resume=resume == "auto",
     )
     _check_combinations(run)
     return run

@@ -129,6 +129,13 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-self.x.shape[0] // self.batch_size)
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The shuffling generator's state, so a resumed run draws the same batch orders."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = self.x.shape[0]
         if self.batch_size == n:

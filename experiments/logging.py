@@ -83,12 +83,17 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 
 class MetricsWriter:
-    """Appends one strict-JSON line per record to ``metrics.jsonl`` (truncated when opened)."""
+    """Appends one strict-JSON line per record to ``metrics.jsonl``.
 
-    def __init__(self, path: Path) -> None:
+    Opening it rewrites the file with ``initial`` records (none for a new run; the records up to
+    the checkpoint for a resumed one, so lines of epochs that are about to be redone vanish).
+    """
+
+    def __init__(self, path: Path, initial: list[Mapping[str, Any]] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+        lines = [json.dumps(json_safe(r), allow_nan=False) + "\n" for r in initial or []]
+        atomic_write_text(self.path, "".join(lines))
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` as one line and flush it to disk."""

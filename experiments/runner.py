@@ -307,6 +307,9 @@ def run(cfg: DictConfig) -> float:
             progress=progress_enabled(rc.trainer.progress),
             run_dir=run_dir,
             logger=logger,
+            checkpoint_every=rc.trainer.checkpoint_every,
+            resume=rc.resume,
+            stateful={"train_data": train_data},
         )
 
         weights = {name: m.weight.detach().cpu().clone() for name, m in watch.items()}

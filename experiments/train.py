@@ -40,18 +40,23 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from experiments.logging import MetricsWriter, RunLogger
+from experiments.logging import MetricsWriter, RunLogger, atomic_torch_save
 
 __all__ = [
+    "CHECKPOINT_NAME",
     "Callback",
     "CollisionMonitor",
     "FitResult",
+    "capture_rng_state",
     "evaluate",
     "fit",
     "progress_enabled",
     "resolve_device",
+    "restore_rng_state",
     "seed_everything",
 ]
+
+CHECKPOINT_NAME = "checkpoints/last.pt"
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,54 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states as plain containers and tensors, so a
+    checkpoint holding them loads with ``torch.load(weights_only=True)``."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": np_kind,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["gauss"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:
+    """Private random generators of modules (e.g. KITINet's ``generator``), by module name."""
+    return {
+        name: module.generator
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "generator", None), torch.Generator)
+    }
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -263,6 +316,9 @@ def fit(
     logger: RunLogger | None = None,
     callbacks: Sequence[Callback] = (),
     log_initial: bool = True,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    stateful: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs and record metrics per epoch (see the module doc).
 
@@ -289,6 +345,15 @@ def fit(
         callbacks: ``on_epoch_end(epoch, record, model)`` hooks, called before the record is
             written, so they may add metrics.
         log_initial: also record the initial model as ``epoch=0``.
+        checkpoint_every: write ``run_dir / CHECKPOINT_NAME`` atomically every this many epochs
+            (and at the last); 0 never. It holds plain dicts and tensors only: model, optimizer
+            (a KineticOptimizer's generator included), scheduler, every RNG state (global ones
+            and modules' own ``generator``, e.g. KITINet's), the ``stateful`` objects' states
+            and the records so far.
+        resume: continue from that checkpoint if it exists (else start fresh). A run killed after
+            epoch k and resumed ends with exactly the metrics of an uninterrupted run on CPU.
+        stateful: more ``{name: obj}`` with ``state_dict``/``load_state_dict`` to checkpoint,
+            e.g. the training batches' shuffling generator.
 
     Returns:
         A :class:`FitResult`.
@@ -297,10 +362,53 @@ def fit(
         raise ValueError(f"scheduler_interval={scheduler_interval!r} is not 'epoch' or 'step'")
     device = torch.device(device)
     watch = dict(watch or {})
+    stateful = dict(stateful or {})
+    if (checkpoint_every or resume) and run_dir is None:
+        raise ValueError("checkpoints need a run_dir")
+    checkpoint_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
     monitor = CollisionMonitor(model, optimizer)
-    writer = MetricsWriter(run_dir / "metrics.jsonl") if run_dir is not None else None
     result = FitResult()
+    first_epoch = 1
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        for name, obj in stateful.items():
+            obj.load_state_dict(checkpoint["stateful"][name])
+        for name, generator in _module_generators(model).items():
+            generator.set_state(checkpoint["module_generators"][name])
+        restore_rng_state(checkpoint["rng"])
+        result.history = list(checkpoint["history"])
+        first_epoch = int(checkpoint["epoch"]) + 1
+        log_initial = False
+        log.info("resumed from %s after epoch %d", checkpoint_path, first_epoch - 1)
+    elif resume:
+        log.info("resume requested but %s does not exist: starting fresh", checkpoint_path)
+    writer = (
+        MetricsWriter(run_dir / "metrics.jsonl", initial=result.history)
+        if run_dir is not None
+        else None
+    )
     start = time.perf_counter()
+
+    def save_checkpoint(epoch: int) -> None:
+        atomic_torch_save(
+            checkpoint_path,
+            {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "stateful": {name: obj.state_dict() for name, obj in stateful.items()},
+                "rng": capture_rng_state(),
+                "module_generators": {
+                    name: g.get_state() for name, g in _module_generators(model).items()
+                },
+                "history": result.history,
+            },
+        )
 
     def emit(epoch: int, record: Record) -> None:
         for callback in callbacks:
@@ -325,7 +433,14 @@ def fit(
 
     redirect = logging_redirect_tqdm() if progress else contextlib.nullcontext()
     with redirect:
-        bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            range(first_epoch, epochs + 1),
+            desc="epochs",
+            initial=first_epoch - 1,
+            total=epochs,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         for epoch in bar:
             tic = time.perf_counter()
             epoch_lr = lr()
@@ -360,6 +475,8 @@ def fit(
             record.update(_layer_metrics(watch, monitor.pop_epoch()))
             emit(epoch, record)
 
+            if checkpoint_every and (epoch % checkpoint_every == 0 or epoch == epochs):
+                save_checkpoint(epoch)
             bar.set_postfix(train=f"{train_loss:.4g}", test=_fmt(record["test_loss"]))
             if epoch % log_every == 0 or epoch == epochs:
                 log.info(

@@ -230,3 +230,61 @@ def test_fit_with_dataloader_metrics_and_step_scheduler(tmp_path: Path) -> None:
     # 4 steps per epoch, halved every 4 steps: the lr used in epoch e is 0.5 * 0.5**(e-1).
     assert [r["lr"] for r in records] == pytest.approx([0.5 * 0.5**e for e in range(5)])
     assert records[-1]["collision_rate.0"] is None
+
+
+class _Killed(Exception):
+    """Stands in for a job killed mid-epoch."""
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        # KITINet draws from torch's global RNG; mini-batches reshuffle every epoch; cosine LR.
+        ["model=kitinet_fc", "collision=kitinet", "scheduler=cosine"],
+        # KO hard collision draws from the optimizer's own generator; SGD momentum state.
+        ["collision=hard", "optimizer=sgd", "optimizer.lr=0.05"],
+    ],
+    ids=["kitinet", "ko_hard"],
+)
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: list[str]
+) -> None:
+    import experiments.runner as runner
+
+    common = [*setup, "trainer.epochs=6", "trainer.batch_size=16", "trainer.checkpoint_every=1"]
+    run_inprocess(tmp_path / "whole", *common)
+
+    real_fit = runner.fit
+
+    class KillDuringEpoch4:
+        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
+            if epoch == 4:  # epoch 4 ran but its checkpoint was never written
+                raise _Killed
+
+    def fit_killed_once(*args, **kwargs):
+        return real_fit(*args, **kwargs, callbacks=[KillDuringEpoch4()])
+
+    monkeypatch.setattr(runner, "fit", fit_killed_once)
+    with pytest.raises(_Killed):
+        run_inprocess(tmp_path / "killed", *common)
+    monkeypatch.setattr(runner, "fit", real_fit)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "killed")] == [0, 1, 2, 3]
+    checkpoint = torch.load(
+        tmp_path / "killed" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
+    )
+    assert checkpoint["epoch"] == 3
+
+    run_inprocess(tmp_path / "killed", *common, "resume=auto")
+    resumed = without_times(read_metrics(tmp_path / "killed"))
+    assert [r["epoch"] for r in resumed] == list(range(7))
+    assert resumed == without_times(read_metrics(tmp_path / "whole"))  # bitwise: JSON of floats
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    run_inprocess(tmp_path / "fresh", "trainer.epochs=3", "resume=auto")
+    assert [r["epoch"] for r in read_metrics(tmp_path / "fresh")] == [0, 1, 2, 3]
+
+
+def test_bad_resume_value_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="resume='always' is unknown; allowed: false, auto"):
+        run_inprocess(tmp_path / "bad", "resume=always")
