@@ -302,3 +302,8 @@ def skipnet(
     model = SkipNet(in_features, hidden, out_features, activation, depth, kitinet_layers, kitinet)
     _init_normal_(model, _gamma_std(hidden, init_gamma))
     return model
+
+
+# The vision models (experiments/vision/models.py) register themselves with `register_model` when
+# imported; importing them here makes the registry the same whichever module is imported first.
+import experiments.vision.models  # noqa: E402, F401

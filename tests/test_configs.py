@@ -136,7 +136,8 @@ def test_ko_fig2_sweeps_the_whole_figure() -> None:
         (
             ["collision=kitinet"],
             "collision=kitinet needs a model with residual connections, but model=mlp has none; "
-            "use one of: kitinet_fc, skipnet",
+            "use one of: cifar_resnet101, cifar_resnet152, cifar_resnet18, cifar_resnet34, "
+            "cifar_resnet50, kitinet_fc, skipnet",
         ),
         (["+collision.bogus=1"], "collision.bogus is not a known option of 'collision'"),
         (["+model.depth=3"], "model.depth is not an argument of model 'mlp'; allowed:"),
