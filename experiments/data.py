@@ -145,3 +145,8 @@ class TensorBatches:
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.x[idx], self.y[idx]
+
+
+# The image data sets (experiments/vision/data.py) register themselves with `register_dataset` when
+# imported; importing them here makes the registry the same whichever module is imported first.
+import experiments.vision.data  # noqa: E402, F401
