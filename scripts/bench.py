@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from _literal import hard_collision_literal, literal_peak_bytes, soft_collision_literal
 
+from experiments.logging import git_commit
+
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
 
@@ -647,7 +649,7 @@ def machine_info() -> dict[str, Any]:
         "cpus_available": len(os.sched_getaffinity(0)),
         "mem_total_gb": mem_gb,
         "load_average_1_5_15min_at_start": list(os.getloadavg()),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(REPO),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
 
@@ -666,21 +668,6 @@ def _cpu_seconds() -> tuple[float, float]:
         usage = resource.getrusage(who)
         mine += usage.ru_utime + usage.ru_stime
     return busy, mine
-
-
-def _git_commit() -> str:
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False
-        )
-
-    try:
-        head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain").stdout.strip()
-    except OSError:
-        return "unknown (no git)"
-    commit = head.stdout.strip() if head.returncode == 0 else "none (no commit yet)"
-    return commit + (" + uncommitted changes" if dirty else "")
 
 
 def _load(values: list[float] | None) -> str:
