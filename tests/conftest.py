@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
 import torch
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `pytest -n 2` on 2 cores: two intra-op threads per worker oversubscribe the CPU and make the
-    # many tiny tensor ops of these tests 10-20x slower (OpenMP barriers under contention).
-    torch.set_num_threads(1)
+# One intra-op thread for every test: the tensors here are tiny, and on a 2-core machine (with
+# `pytest -n 2`, or any other load) extra OpenMP threads only add barriers that made tiny-op tests
+# 10-20x slower. Tests that need more threads set them themselves.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

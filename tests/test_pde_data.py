@@ -12,7 +12,6 @@ import json
 import math
 import sys
 import types
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +24,6 @@ from experiments.pde.io import load_dataset, load_fno_mat, save_dataset, sidecar
 F64 = torch.float64
 TWO_PI = 2 * math.pi
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small FFTs: extra threads only add synchronisation (slow on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def grid(n: int) -> torch.Tensor:

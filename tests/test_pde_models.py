@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,15 +26,6 @@ TINY_FNO1D = {"width": 8, "modes": 8, "n_layers": 3, "projection_hidden": 16}
 TINY_FNO2D = {"in_channels": 4, "width": 6, "modes": 4, "n_layers": 2, "projection_hidden": 8}
 TINY_OFORMER = {"in_channels": 3, "out_channels": 2, "dim": 16, "num_heads": 2}
 EAGER = {"collision_heads": 8, "coll_coef": 0.9, "mean_free_path": 100.0}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """These models are tiny: extra threads only add synchronisation (seconds on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pair(name: str, kitinet: dict, seed: int = 0, **kwargs) -> tuple[torch.nn.Module, ...]:

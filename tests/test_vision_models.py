@@ -3,8 +3,6 @@ Fig. 4 FC-head ResNet18, the FLOP counter and the timm builder."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -18,15 +16,6 @@ DEPTHS = (18, 34, 50, 101, 152)
 TINY = {"base_width": 4}
 # mean_free_path far above the particle distances: exp(-x_r / mfp) ~ 1, so pairs surely collide.
 EAGER = {"collision_heads": 4, "coll_coef": 0.9, "mean_free_path": 1e6}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models: extra threads only add synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _kitinets(model: nn.Module) -> dict[str, KITINet]:
