@@ -204,6 +204,8 @@ class TrainerConfig:
     """torch.use_deterministic_algorithms: the same seed gives the same metrics."""
     checkpoint_every: int = 0
     """Write ``checkpoints/last.pt`` in the run dir every this many epochs (0: never)."""
+    num_workers: int = 0
+    """DataLoader worker processes for image data (0: load in the main process)."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
@@ -225,6 +227,8 @@ class TrainerConfig:
             raise ConfigError(f"trainer.log_every={self.log_every} must be >= 1")
         if self.eval_every < 1:
             raise ConfigError(f"trainer.eval_every={self.eval_every} must be >= 1")
+        if self.num_workers < 0:
+            raise ConfigError(f"trainer.num_workers={self.num_workers} must be >= 0")
         if self.checkpoint_every < 0:
             raise ConfigError(
                 f"trainer.checkpoint_every={self.checkpoint_every} must be >= 0 (0: no checkpoints)"
@@ -400,9 +404,24 @@ def _check_builder_kwargs(
             )
 
 
+# Keys of the model / dataset sections that are defaults for other sections (read by config.yaml's
+# interpolations), not builder arguments.
+MODEL_DEFAULT_KEYS = ("collide", "watch")
+DATASET_DEFAULT_KEYS = ("num_threads",)
+
+
+def _pop_defaults(section: str, values: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = values.pop(key, None)
+        if key in ("collide", "watch") and value is not None:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{section}.{key}={value!r} must be a list of module names")
+
+
 def _model_spec(values: dict[str, Any]) -> SpecConfig:
     from experiments import models
 
+    _pop_defaults("model", values, MODEL_DEFAULT_KEYS)
     name = values.pop("name", None)
     if name not in models.list_models():
         raise ConfigError(
@@ -417,6 +436,7 @@ def _model_spec(values: dict[str, Any]) -> SpecConfig:
 def _dataset_spec(values: dict[str, Any]) -> SpecConfig:
     from experiments import data
 
+    _pop_defaults("dataset", values, DATASET_DEFAULT_KEYS)
     name = values.pop("name", None)
     if name not in data.list_datasets():
         raise ConfigError(

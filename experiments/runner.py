@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import inspect
 import logging
 import shlex
 import sys
@@ -36,8 +37,9 @@ from experiments.logging import (
     atomic_write_text,
     git_commit,
 )
-from experiments.models import create_model
+from experiments.models import create_model, get_builder
 from experiments.train import fit, progress_enabled, resolve_device, seed_everything
+from experiments.vision.data import VisionData
 
 __all__ = [
     "build_model",
@@ -54,9 +56,23 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- builders
 
 
-def build_model(rc: RunConfig, device: torch.device) -> nn.Module:
-    """The configured model on ``device``; KITINet residuals when ``collision=kitinet``."""
+def build_model(rc: RunConfig, device: torch.device, data: Any = None) -> nn.Module:
+    """The configured model on ``device``; KITINet residuals when ``collision=kitinet``.
+
+    With image ``data``, its class count and input channels fill the builder's ``num_classes`` /
+    ``in_chans`` unless the model config sets them; a model that takes neither cannot read images.
+    """
     kwargs = dict(rc.model.kwargs)
+    if isinstance(data, VisionData):
+        params = inspect.signature(get_builder(rc.model.name)).parameters
+        if "num_classes" not in params:
+            raise ConfigError(
+                f"model={rc.model.name} cannot take image data (dataset={rc.dataset.name}); "
+                "use an image model such as cifar_resnet18"
+            )
+        kwargs.setdefault("num_classes", data.num_classes)
+        if "in_chans" in params:
+            kwargs.setdefault("in_chans", data.input_size[0])
     if rc.collision.name == "kitinet":
         c = rc.collision
         kwargs["kitinet"] = {
@@ -262,17 +278,36 @@ def run(cfg: DictConfig) -> float:
         torch.set_num_threads(rc.trainer.num_threads)
     seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
     device = resolve_device(rc.trainer.device)
-    model = build_model(rc, device)
+    data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
+    model = build_model(rc, device, data)
     watch = select_watch(model, rc.trainer.watch, rc.model.name)
     optimizer, base = build_optimizer(rc, model)
     scheduler = build_scheduler(rc, base)
 
-    data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
-    train_data = TensorBatches(
-        data.x_train, data.y_train, rc.trainer.batch_size, shuffle=rc.trainer.shuffle, seed=rc.seed
-    )
-    test_data = TensorBatches(data.x_test, data.y_test, rc.trainer.batch_size, shuffle=False)
-    loss_fn, metric_fns = _loss_and_metrics(data.loss)
+    if isinstance(data, VisionData):
+        if rc.trainer.batch_size is None:
+            raise ConfigError(
+                f"trainer.batch_size=null (full batch) does not fit image data "
+                f"(dataset={rc.dataset.name}); set e.g. trainer.batch_size=128"
+            )
+        train_data, test_data = data.loaders(
+            rc.trainer.batch_size,
+            seed=rc.seed,
+            num_workers=rc.trainer.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        loss_fn, eval_loss_fn, metric_fns = data.train_loss, data.eval_loss, data.metric_fns
+    else:
+        train_data = TensorBatches(
+            data.x_train,
+            data.y_train,
+            rc.trainer.batch_size,
+            shuffle=rc.trainer.shuffle,
+            seed=rc.seed,
+        )
+        test_data = TensorBatches(data.x_test, data.y_test, rc.trainer.batch_size, shuffle=False)
+        loss_fn, metric_fns = _loss_and_metrics(data.loss)
+        eval_loss_fn = loss_fn
 
     config = resolved_config(cfg, rc)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,6 +331,7 @@ def run(cfg: DictConfig) -> float:
             train_data,
             test_data,
             loss_fn,
+            eval_loss_fn=eval_loss_fn,
             epochs=rc.trainer.epochs,
             scheduler=scheduler,
             device=device,

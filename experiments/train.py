@@ -301,6 +301,7 @@ def fit(
     test_data: Iterable[Any],
     loss_fn: Callable[[Any, Any], Tensor],
     *,
+    eval_loss_fn: Callable[[Any, Any], Tensor] | None = None,
     epochs: int,
     scheduler: Any | None = None,
     scheduler_interval: str = "epoch",
@@ -328,6 +329,8 @@ def fit(
             ``step()``, i.e. after backward and gradient clipping, SPEC §1.4).
         train_data, test_data: iterables of ``(inputs, targets)`` batches, re-iterated each epoch.
         loss_fn: ``loss_fn(outputs, targets)`` -> scalar mean loss.
+        eval_loss_fn: the test loss (default ``loss_fn``); e.g. plain cross-entropy when training
+            uses label smoothing or Mixup's soft targets.
         epochs: number of epochs.
         scheduler: an lr scheduler with ``step()``, stepped per epoch or per step
             (``scheduler_interval`` = ``"epoch"`` | ``"step"``).
@@ -361,6 +364,7 @@ def fit(
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval={scheduler_interval!r} is not 'epoch' or 'step'")
     device = torch.device(device)
+    eval_loss_fn = eval_loss_fn or loss_fn
     watch = dict(watch or {})
     stateful = dict(stateful or {})
     if (checkpoint_every or resume) and run_dir is None:
@@ -425,7 +429,7 @@ def fit(
     if log_initial:
         record: Record = {"epoch": 0, "train_loss": None}
         record.update(
-            evaluate(model, test_data, loss_fn, device, forward=forward, metric_fns=metric_fns)
+            evaluate(model, test_data, eval_loss_fn, device, forward=forward, metric_fns=metric_fns)
         )
         record.update({"lr": lr(), "epoch_time": None})
         record.update(_layer_metrics(watch, dict.fromkeys(monitor.sites)))
@@ -464,7 +468,12 @@ def fit(
             if epoch % eval_every == 0 or epoch == epochs:
                 record.update(
                     evaluate(
-                        model, test_data, loss_fn, device, forward=forward, metric_fns=metric_fns
+                        model,
+                        test_data,
+                        eval_loss_fn,
+                        device,
+                        forward=forward,
+                        metric_fns=metric_fns,
                     )
                 )
             else:

@@ -5,6 +5,7 @@ Options and experiments are enumerated from the YAML files, so a new file is tes
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import ConfigError, validate
+from experiments.models import get_builder
 from experiments.runner import build_model, build_optimizer, build_scheduler, select_watch
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -41,6 +43,10 @@ def build_all(cfg: DictConfig) -> None:
     select_watch(model, rc.trainer.watch, rc.model.name)
     _, base = build_optimizer(rc, model)
     build_scheduler(rc, base)
+    if "num_classes" in inspect.signature(get_builder(rc.model.name)).parameters:  # image model
+        out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
+        assert out.shape == (2, rc.model.kwargs.get("num_classes", 10))
+        return
     in_features = rc.model.kwargs.get("in_features", 5)
     out = model(torch.randn(4, in_features))
     assert out.shape == (4, rc.model.kwargs.get("out_features", 1))

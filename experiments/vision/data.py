@@ -233,6 +233,13 @@ class EpochDataLoader(DataLoader):
         """The epoch the next ``iter()`` produces."""
         self.epoch = epoch
 
+    def state_dict(self) -> dict[str, int]:
+        """What a checkpoint needs to continue the same batch sequence: the next epoch."""
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(int(state["epoch"]))
+
     def __iter__(self) -> Iterator[Any]:
         if isinstance(self.sampler, DistributedSampler):
             self.sampler.set_epoch(self.epoch)

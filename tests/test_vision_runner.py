@@ -1,0 +1,107 @@
+"""The runner on image data: the design's own example on generated CIFAR files, KITI-ResNet,
+Fashion-MNIST, resume, and the early errors (one epoch each, tiny widths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures_vision import write_cifar10, write_fashion_mnist
+from test_runner import read_metrics, run_inprocess, without_times
+
+from experiments.config import ConfigError
+
+TINY = ["model.base_width=4", "trainer.batch_size=8", "trainer.epochs=2"]
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path) -> Path:
+    write_cifar10(tmp_path / "data", n_per_batch=8, n_test=8)
+    return tmp_path / "data"
+
+
+def _cifar(root: Path) -> list[str]:
+    return [f"dataset.root={root}", "dataset.download=false", "dataset.verify=false"]
+
+
+def test_resnet18_with_soft_collision_trains_on_cifar10_by_default(
+    tmp_path: Path, cifar_root: Path
+) -> None:
+    """`python run.py model=resnet18 collision=soft`, on fixture files and a tiny width."""
+    run_inprocess(tmp_path / "run", "model=resnet18", "collision=soft", *_cifar(cifar_root), *TINY)
+    records = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in records] == [0, 1, 2]
+    last = records[-1]
+    assert 0.0 <= last["test_top1"] <= 1.0 and 0.0 <= last["test_top5"] <= 1.0
+    assert last["rho.fc"] > 0 and last["max_cos.fc"] <= 1.0  # the collided head is watched
+
+
+def test_kiti_resnet_logs_its_collision_rates(tmp_path: Path, cifar_root: Path) -> None:
+    run_inprocess(
+        tmp_path / "run",
+        "model=resnet18",
+        "collision=kitinet",
+        "collision.collision_heads=8",
+        "collision.mean_free_path=1e6",  # exp(-x_r / mfp) ~ 1: pairs surely collide
+        *_cifar(cifar_root),
+        *TINY,
+    )
+    last = read_metrics(tmp_path / "run")[-1]
+    rates = {k: v for k, v in last.items() if k.startswith("collision_rate.layer4")}
+    assert rates and all(0 < v <= 1 for v in rates.values())
+
+
+def test_fashion_mnist_feeds_a_one_channel_resnet(tmp_path: Path) -> None:
+    write_fashion_mnist(tmp_path / "fm", n_train=16, n_test=8)
+    run_inprocess(
+        tmp_path / "run",
+        "model=resnet18",
+        "dataset=fashion_mnist",
+        f"dataset.root={tmp_path / 'fm'}",
+        "collision=hard",
+        *TINY,
+    )
+    assert read_metrics(tmp_path / "run")[-1]["collision_rate.fc"] is not None
+
+
+def test_killed_image_run_resumes_to_the_uninterrupted_metrics(
+    tmp_path: Path, cifar_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Augmentation (global RNG), loader order (per-epoch seeds) and KO draws all resume."""
+    import experiments.runner as runner
+
+    common = ["model=resnet18", "collision=hard", "collision.coll_coef=0.9", *_cifar(cifar_root)]
+    common += [*TINY[:-1], "trainer.epochs=3", "trainer.checkpoint_every=1"]
+    run_inprocess(tmp_path / "whole", *common)
+
+    real_fit = runner.fit
+
+    class KillDuringEpoch2:
+        def on_epoch_end(self, epoch: int, record: dict, model: object) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[KillDuringEpoch2()])
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_inprocess(tmp_path / "killed", *common)
+    monkeypatch.setattr(runner, "fit", real_fit)
+    run_inprocess(tmp_path / "killed", *common, "resume=auto")
+    assert without_times(read_metrics(tmp_path / "killed")) == without_times(
+        read_metrics(tmp_path / "whole")
+    )
+
+
+def test_full_batch_is_refused_for_image_data(tmp_path: Path, cifar_root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"trainer\.batch_size=null"):
+        run_inprocess(
+            tmp_path / "run", "model=resnet18", *_cifar(cifar_root), "trainer.batch_size=null"
+        )
+
+
+def test_synthetic_model_on_image_data_is_refused(tmp_path: Path, cifar_root: Path) -> None:
+    with pytest.raises(ConfigError, match="model=mlp cannot take image data"):
+        run_inprocess(
+            tmp_path / "run", "dataset=cifar10", *_cifar(cifar_root), "trainer.batch_size=8"
+        )
