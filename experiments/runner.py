@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from experiments.config import ConfigError, RunConfig, validate
 from experiments.data import TensorBatches, create_dataset
+from experiments.distributed import cleanup_distributed, init_distributed, replicas_identical
 from experiments.logging import (
     NullLogger,
     RunLogger,
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- builders
 
 
-def build_model(rc: RunConfig, device: torch.device, data: Any = None) -> nn.Module:
+def build_model(rc: RunConfig, device: torch.device, data: Any = None, rank: int = 0) -> nn.Module:
     """The configured model on ``device``; KITINet residuals when ``collision=kitinet``.
 
     With image ``data``, its class count and input channels fill the builder's ``num_classes`` /
@@ -83,7 +85,8 @@ def build_model(rc: RunConfig, device: torch.device, data: Any = None) -> nn.Mod
             "mean_free_path": c.mean_free_path,
             # The collision's own random stream, seeded from the run: the same seed gives the
             # same directions whatever else draws random numbers.
-            "generator": torch.Generator(device=device).manual_seed(rc.collision_seed),
+            # Under DDP each rank sees other samples and gets its own stream (like dropout).
+            "generator": torch.Generator(device=device).manual_seed(rc.collision_seed + rank),
         }
     return create_model(rc.model.name, **kwargs).to(device)
 
@@ -277,12 +280,19 @@ def run(cfg: DictConfig) -> float:
     if rc.trainer.num_threads is not None:
         torch.set_num_threads(rc.trainer.num_threads)
     seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
-    device = resolve_device(rc.trainer.device)
+    dist_info, device_spec = init_distributed(rc.trainer.device)
+    device = resolve_device(device_spec)
     data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
-    model = build_model(rc, device, data)
+    model = build_model(rc, device, data, rank=dist_info.rank)
     watch = select_watch(model, rc.trainer.watch, rc.model.name)
     optimizer, base = build_optimizer(rc, model)
     scheduler = build_scheduler(rc, base)
+    ddp_kwargs: dict[str, Any] = {}
+    if dist_info.enabled:
+        # The loop trains the plain module (names, checkpoints and metrics stay those of the
+        # model); forward passes go through the DDP wrapper, which all-reduces the gradients.
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        ddp_kwargs["forward"] = lambda _model, inputs: ddp(inputs)
 
     if isinstance(data, VisionData):
         if rc.trainer.batch_size is None:
@@ -311,7 +321,8 @@ def run(cfg: DictConfig) -> float:
 
     config = resolved_config(cfg, rc)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    if dist_info.main:
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     job_name, overrides = _hydra_job()
     log.info(
         "run %s: model=%s collision=%s optimizer=%s seed=%d -> %s",
@@ -323,7 +334,7 @@ def run(cfg: DictConfig) -> float:
         run_dir,
     )
 
-    logger = _make_logger(rc, config, run_dir, job_name)
+    logger = _make_logger(rc, config, run_dir, job_name) if dist_info.main else None
     try:
         result = fit(
             model,
@@ -346,7 +357,16 @@ def run(cfg: DictConfig) -> float:
             checkpoint_every=rc.trainer.checkpoint_every,
             resume=rc.resume,
             stateful={"train_data": train_data},
+            main_process=dist_info.main,
+            **ddp_kwargs,
         )
+        identical = replicas_identical(model)
+        if not identical:
+            raise RuntimeError("DDP replicas ended with different parameters")
+        if not dist_info.main:
+            cleanup_distributed(dist_info)
+            final = result.final.get("test_loss")
+            return float("nan") if final is None else float(final)
 
         weights = {name: m.weight.detach().cpu().clone() for name, m in watch.items()}
         atomic_torch_save(run_dir / "weights_final.pt", weights)
@@ -364,15 +384,19 @@ def run(cfg: DictConfig) -> float:
                 "git_commit": git_commit(),
                 "command": shlex.join([Path(sys.executable).name, *sys.argv]),
                 "overrides": overrides,
+                "world_size": dist_info.world_size,
+                "replicas_identical": identical,
                 "wall_time": time.perf_counter() - start,
             }
         )
         logger.log_summary(summary)
         atomic_write_json(run_dir / "summary.json", summary)
     except BaseException:
-        logger.finish(exit_code=1)
+        if logger is not None:
+            logger.finish(exit_code=1)
         raise
     logger.finish()
+    cleanup_distributed(dist_info)
     final = result.final.get("test_loss")
     log.info("done in %.1fs: test_loss %s", summary["wall_time"], final)
     return float("nan") if final is None else float(final)

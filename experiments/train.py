@@ -320,6 +320,7 @@ def fit(
     checkpoint_every: int = 0,
     resume: bool = False,
     stateful: Mapping[str, Any] | None = None,
+    main_process: bool = True,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` epochs and record metrics per epoch (see the module doc).
 
@@ -357,6 +358,8 @@ def fit(
             epoch k and resumed ends with exactly the metrics of an uninterrupted run on CPU.
         stateful: more ``{name: obj}`` with ``state_dict``/``load_state_dict`` to checkpoint,
             e.g. the training batches' shuffling generator.
+        main_process: under DDP only the main rank writes metrics and checkpoints; every rank
+            reads the checkpoint on resume.
 
     Returns:
         A :class:`FitResult`.
@@ -392,7 +395,7 @@ def fit(
         log.info("resume requested but %s does not exist: starting fresh", checkpoint_path)
     writer = (
         MetricsWriter(run_dir / "metrics.jsonl", initial=result.history)
-        if run_dir is not None
+        if run_dir is not None and main_process
         else None
     )
     start = time.perf_counter()
@@ -484,7 +487,8 @@ def fit(
             record.update(_layer_metrics(watch, monitor.pop_epoch()))
             emit(epoch, record)
 
-            if checkpoint_every and (epoch % checkpoint_every == 0 or epoch == epochs):
+            last = epoch % checkpoint_every == 0 or epoch == epochs if checkpoint_every else False
+            if last and main_process:
                 save_checkpoint(epoch)
             bar.set_postfix(train=f"{train_loss:.4g}", test=_fmt(record["test_loss"]))
             if epoch % log_every == 0 or epoch == epochs:

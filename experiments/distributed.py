@@ -1,0 +1,88 @@
+"""torchrun / DDP support: process-group set-up from torchrun's environment, and replica checks.
+
+``torchrun --nproc_per_node 2 run.py hydra.run.dir=outputs/ddp ...`` starts one process per rank;
+each calls :func:`init_distributed`, which reads ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` and
+joins the process group (NCCL on GPUs, gloo on CPU). Without those variables nothing happens and
+the run is an ordinary single process. Pass ``hydra.run.dir`` explicitly: every rank must agree
+on the run directory (Hydra's default name has a timestamp that may differ by a second).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["DistInfo", "cleanup_distributed", "init_distributed", "replicas_identical"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job: ``rank`` of ``world_size``; ``main`` writes the files."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_spec: str) -> tuple[DistInfo, str]:
+    """Join torchrun's process group if launched by it; return the info and the device to use.
+
+    On CUDA each rank takes ``cuda:<LOCAL_RANK>``; on CPU the gloo backend is used.
+    """
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+        return DistInfo(), device_spec
+    info = DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+    )
+    use_cuda = device_spec in ("auto", "cuda") and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+        device_spec = f"cuda:{info.local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return info, device_spec
+
+
+def cleanup_distributed(info: DistInfo) -> None:
+    """Leave the process group (after a barrier, so no rank exits while others still talk)."""
+    if info.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def replicas_identical(model: nn.Module) -> bool:
+    """Whether every rank holds bit-identical parameters (compares raw bytes across ranks).
+
+    KO draws its collision directions from a generator seeded identically on every rank, so after
+    the all-reduced gradients every rank applies the same update; this checks that it did.
+    """
+    if not dist.is_initialized():
+        return True
+    flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()]).cpu()
+    gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat) if dist.get_backend() == "gloo" else _gather_cuda(
+        flat, gathered
+    )
+    return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+def _gather_cuda(flat: torch.Tensor, gathered: list[torch.Tensor]) -> None:
+    device = torch.device("cuda", torch.cuda.current_device())
+    on_device = [g.to(device) for g in gathered]
+    dist.all_gather(on_device, flat.to(device))
+    for target, source in zip(gathered, on_device, strict=True):
+        target.copy_(source.cpu())
