@@ -195,3 +195,16 @@ def test_watch_matching_nothing_fails() -> None:
     model = build_model(rc, torch.device("cpu"))
     with pytest.raises(ConfigError, match=r"trainer\.watch='fc9' matches no layer"):
         select_watch(model, rc.trainer.watch, rc.model.name)
+
+
+LAUNCHERS = sorted(f.stem for f in (CONFIG_DIR / "hydra" / "launcher").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_launcher_configs_compose_to_an_importable_launcher(launcher: str) -> None:
+    from hydra.utils import get_class
+
+    cfg = compose_cfg(f"hydra/launcher={launcher}", hydra_config=True)
+    target = cfg.hydra.launcher._target_
+    assert get_class(target).__name__.endswith("Launcher")
+    assert cfg.hydra.launcher.timeout_min > 0 and cfg.hydra.launcher.partition is None
