@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -67,6 +67,11 @@ table-kitinet-fc: $(STAMP)  ## KITINet §5.7 FC net: test-loss change vs the pap
 table-kitinet-skip: $(STAMP)  ## KITINet §5.7 6-layer skip net: KITINet in the last 0/1/2 blocks, 3 seeds -> results/kitinet_skip/
 	$(PY) run.py --multirun experiment=kitinet_skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip
 	$(PY) scripts/render.py sweep --runs multirun/kitinet_skip --out results/kitinet_skip
+
+mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, small ResNet-18, SGD / +S.C. / +H.C. / KITI, 3 seeds -> results/mini_vision/
+	bash scripts/fetch_fashion_mnist.sh
+	$(PY) run.py --multirun experiment=mini_vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision
+	$(PY) scripts/render.py sweep --runs multirun/mini_vision --out results/mini_vision
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
