@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-kitinet-3 clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -72,6 +72,31 @@ mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, sma
 	bash scripts/fetch_fashion_mnist.sh
 	$(PY) run.py --multirun experiment=mini_vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision
 	$(PY) scripts/render.py sweep --runs multirun/mini_vision --out results/mini_vision
+
+# --- KO Table 1 / KITINet Table 3 (GPU-scale: 200 / 160 epochs of CIFAR ResNets; not for this machine).
+# One experiment file per table row, each sweeping dataset=cifar10,cifar100; one sweep dir per row
+# (Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders what exists
+# ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=slurm".
+RENDER_ONLY ?= 0
+HYDRA_ARGS ?=
+KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko_table1_resnet$(m)_$(v)))
+KITINET_TABLE3_ROWS := $(foreach m,34 50 101 152,$(foreach v,vanilla kiti,kitinet_table3_resnet$(m)_$(v)))
+
+table-ko-1: $(STAMP)  ## KO Table 1: CIFAR-10/100 x ResNet18/34/50 x {SGD, S.C., H.C.}, GPU-scale (RENDER_ONLY=1: render only) -> results/ko_table1/
+ifneq ($(RENDER_ONLY),1)
+	set -e; for row in $(KO_TABLE1_ROWS); do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_table1/$$row $(HYDRA_ARGS); \
+	done
+endif
+	$(PY) scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
+
+table-kitinet-3: $(STAMP)  ## KITINet Table 3: CIFAR-10/100 x ResNet-34/50/101/152 x {vanilla, KITI} + MFLOPs, GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table3/
+ifneq ($(RENDER_ONLY),1)
+	set -e; for row in $(KITINET_TABLE3_ROWS); do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_table3/$$row $(HYDRA_ARGS); \
+	done
+endif
+	$(PY) scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

@@ -4,6 +4,8 @@ Usage (from the repository root)::
 
     python scripts/render.py ko-fig2    --runs multirun/ko_fig2    --out results/ko_fig2
     python scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
+    python scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
+    python scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
 
 Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``,
 plus ``weights_final.pt`` for heat maps), aggregates over seeds and writes ``README.md`` (and
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -24,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 
 from experiments import tables
 from kinetics.metrics import max_offdiag_abs_cos, plot_cosine_heatmap, rho
@@ -394,6 +398,251 @@ the seeds run in both variants, then averaged.
     return [readme]
 
 
+# --------------------------------------------------------------------------- CIFAR tables
+
+# KO Table 1 and KITINet Table 3: data set names in the configs -> the papers' column names.
+CIFAR_COLUMNS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+CIFAR_CLASSES = {"cifar10": 10, "cifar100": 100}
+KO_TABLE1_ARCHS = ("ResNet18", "ResNet34", "ResNet50")
+KO_TABLE1_VARIANTS = {"none": "SGD", "soft": "S.C.", "hard": "H.C."}
+KITINET_TABLE3_ARCHS = ("ResNet-34", "ResNet-50", "ResNet-101", "ResNet-152")
+KITI = "KITI"
+# The KITINet module's arguments in the collision config (the runner passes the same ones).
+_KITINET_KEYS = ("collision_heads", "coll_coef", "dt", "position_update", "mean_free_path")
+
+
+def _resnet_label(value: Any, sep: str) -> str:
+    """``cifar_resnet34`` -> ``ResNet34`` (sep ``""``) or ``ResNet-34`` (sep ``"-"``)."""
+    match = None if _is_missing(value) else re.search(r"resnet(\d+)", str(value).lower())
+    return f"ResNet{sep}{match.group(1)}" if match else str(value)
+
+
+def _dataset_column(value: Any) -> str:
+    """``cifar10`` -> ``CIFAR10``: the papers' column name of a config's ``dataset.name``."""
+    name = "missing" if _is_missing(value) else str(value).lower()
+    return CIFAR_COLUMNS.get(name, name)
+
+
+def _cifar_runs(runs: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Runs with ``data`` (paper column), ``acc`` (final test top-1 in %) and ``collision_rate``.
+
+    ``collision_rate`` is the mean over the run's collision sites that logged a rate (the KO
+    head under hard collision, every KITINet residual); NaN when none did.
+    """
+    df = _collect(runs)
+    for key in ("model.name", "dataset.name", "collision.name"):
+        if key not in df:
+            df[key] = None
+    df["data"] = df["dataset.name"].map(_dataset_column)
+    top1 = df["test_top1"] if "test_top1" in df else pd.Series(math.nan, index=df.index)
+    df["acc"] = 100.0 * pd.to_numeric(top1, errors="coerce")  # the runner logs a fraction
+    rates = _rate_columns(df)
+    if rates:
+        df["collision_rate"] = df[rates].apply(pd.to_numeric, errors="coerce").mean(axis=1)
+    else:
+        df["collision_rate"] = math.nan
+    columns = _ordered(df["data"].unique(), list(CIFAR_COLUMNS.values()))
+    return df, columns
+
+
+def _rate_cell(agg: pd.DataFrame, key: tuple[str, ...], collision: str) -> str:
+    cell = tables.ours_cell(agg, key, "collision_rate")
+    if cell == tables.MISSING and collision == "none":
+        return "n/a (no collision)"
+    if cell == tables.MISSING and collision == "soft":
+        return "n/a (soft collision selects no pairs)"
+    return cell
+
+
+def render_ko_table1(runs: Path, out: Path, command: str) -> list[Path]:
+    """KO Table 1: CIFAR-10/100 top-1 (%) of ResNet18/34/50 x {SGD, +S.C., +H.C.} vs the paper."""
+    df, columns = _cifar_runs(runs)
+    df["arch"] = df["model.name"].map(lambda name: _resnet_label(name, ""))
+    df["collision"] = df["collision.name"].map(_collision)
+    df["variant"] = df["collision"].map(lambda c: KO_TABLE1_VARIANTS.get(c, c))
+    by = ["arch", "variant", "data"]
+    agg = tables.aggregate(df, by, ["acc", "collision_rate"])
+    archs = _ordered(df["arch"].unique(), KO_TABLE1_ARCHS)
+    variants = _ordered(df["variant"].unique(), list(KO_TABLE1_VARIANTS.values()))
+    collision_of = {label: name for name, label in KO_TABLE1_VARIANTS.items()}
+    paper = tables.load_paper_tables()
+
+    acc_rows, rate_rows = [], []
+    for arch in archs:
+        for variant in variants:
+            row = f"{arch}+{variant}"
+            acc_cells, rate_cells = [row], [row]
+            for column in columns:
+                key = (arch, variant, column)
+                value = tables.paper_value("ko", "table1", row, column, tables=paper)
+                acc_cells += [tables.ours_cell(agg, key, "acc"), tables.format_paper(value)]
+                rate_cells.append(_rate_cell(agg, key, collision_of.get(variant, variant)))
+            acc_rows.append(acc_cells)
+            rate_rows.append(rate_cells)
+    acc_headers = ["model"] + [f"{c} {who}" for c in columns for who in ("(ours)", "(paper)")]
+    acc_table = tables.markdown_table(acc_headers, acc_rows)
+    rate_table = tables.markdown_table(["model", *columns], rate_rows)
+    header = tables.provenance_header(command, df, runs_root=str(runs))
+    body = f"""# KO Table 1: CIFAR-10/100 accuracy with soft and hard collision
+
+Setting (SPEC §3): CIFAR ResNet18/34/50, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, cosine
+annealing over 200 epochs, pad-4 random crop + flip; S.C. / H.C. collide the gradient of the last
+classifier layer (each run's `collision.coll_coef`; the paper gives none, see
+`configs/experiment/ko_table1_*.yaml`).
+Cells: final-epoch test top-1 accuracy in %, mean ± std over seeds (n = runs); the paper's cells
+are "mean ± std" as printed. "missing" = no run produced that cell.
+
+## Test accuracy (%)
+
+{acc_table}
+
+## Collision rate
+
+Accepted / all pairs of the collided head, averaged over the final epoch's steps, then over seeds
+(not in the paper; hard collision only: soft collision does not select pairs).
+
+{rate_table}
+
+{_mixed_note(df, by)}"""
+    readme = tables.write_markdown(out / "README.md", header, body)
+    return [readme]
+
+
+def _mflops(run: pd.Series) -> tuple[float, float, float]:
+    """(eval MFLOPs, train-mode MFLOPs, ImageNet-stem eval MMACs) of the run's model, 32x32.
+
+    Built from the run's ``config.yaml`` (re-read: the DataFrame's columns lose int types where
+    other runs lack a key) with batch 1 and :func:`count_mflops` (2 FLOPs per multiply-add). The
+    train-mode count (KITI runs only, else NaN) adds the KITINet collisions' matrix products. The
+    last number is the same network with the ImageNet stem, in multiply-adds: the KITINet paper's
+    MFLOPs convention. NaNs when the model cannot be built.
+    """
+    from experiments.config import ConfigError
+    from experiments.models import create_model
+    from experiments.vision.models import count_mflops
+
+    config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text()) or {}
+    kwargs = dict(config.get("model") or {})
+    name = kwargs.pop("name", None)
+    dataset = str((config.get("dataset") or {}).get("name", "")).lower()
+    if dataset in CIFAR_CLASSES:
+        kwargs.setdefault("num_classes", CIFAR_CLASSES[dataset])  # the runner takes it from data
+    collision = config.get("collision") or {}
+    size = (3, 32, 32)
+    try:
+        torch.manual_seed(0)
+        flops = count_mflops(create_model(name, **kwargs), size)
+        train = math.nan
+        if str(collision.get("name", "")).lower() == "kitinet":
+            kitinet = {k: collision[k] for k in _KITINET_KEYS if k in collision}
+            kitinet["generator"] = torch.Generator().manual_seed(0)
+            model = create_model(name, **kwargs, kitinet=kitinet)
+            train = count_mflops(model, size, kitinet_train=True)
+        imagenet_macs = count_mflops(create_model(name, **{**kwargs, "stem": "imagenet"}), size) / 2
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return math.nan, math.nan, math.nan
+    return flops, train, imagenet_macs
+
+
+def render_kitinet_table3(runs: Path, out: Path, command: str) -> list[Path]:
+    """KITINet Table 3: CIFAR-10/100 top-1 (%) of ResNet-34..152, vanilla vs KITI, and MFLOPs."""
+    df, columns = _cifar_runs(runs)
+    df["arch"] = df["model.name"].map(lambda name: _resnet_label(name, "-"))
+    df["variant"] = [KITI if is_kitinet_run(run) else VANILLA for _, run in df.iterrows()]
+    by = ["arch", "variant", "data"]
+    agg = tables.aggregate(df, by, ["acc", "collision_rate"])
+    archs = _ordered(df["arch"].unique(), KITINET_TABLE3_ARCHS)
+    paper = tables.load_paper_tables()
+
+    def paper_cell(row: str, column: str) -> str:
+        return tables.format_paper(
+            tables.paper_value("kitinet", "table3", row, column, tables=paper)
+        )
+
+    def cost_cells(arch: str, variant: str) -> list[str]:
+        """Our two cost columns, from the first run of the row (CIFAR10 before CIFAR100)."""
+        group = df[(df["arch"] == arch) & (df["variant"] == variant)]
+        if not len(group):
+            return [tables.MISSING, tables.MISSING]
+        flops, train, imagenet_macs = _mflops(group.sort_values(["data", "seed"]).iloc[0])
+        ours = tables.format_number(flops, 5)
+        if not math.isnan(train):
+            ours += f" (train: {tables.format_number(train, 5)})"
+        return [tables.format_number(imagenet_macs, 4), ours]
+
+    acc_rows, rate_rows = [], []
+    for arch in archs:
+        vanilla, dit, kiti = f"{arch} [15]", f"Dit-{arch} [24]", f"KITI-{arch}"
+        for row, variant in ((vanilla, VANILLA), (kiti, KITI)):
+            accuracy = [
+                (tables.ours_cell(agg, (arch, variant, c), "acc"), paper_cell(row, c))
+                for c in columns
+            ]
+            acc_rows.append(
+                [
+                    row,
+                    *(cell for pair in accuracy for cell in pair),
+                    paper_cell(row, "MFLOPs"),
+                    *cost_cells(arch, variant),
+                ]
+            )
+            collision = "kitinet" if variant == KITI else "none"
+            rate_rows.append(
+                [row, *(_rate_cell(agg, (arch, variant, c), collision) for c in columns)]
+            )
+        # Dit-ResNet is the paper's only: its row keeps the paper's numbers beside "not built".
+        dit_cells = [cell for c in columns for cell in ("not built", paper_cell(dit, c))]
+        acc_rows.insert(
+            len(acc_rows) - 1,
+            [dit, *dit_cells, paper_cell(dit, "MFLOPs"), "not built", "not built"],
+        )
+    acc_headers = [
+        "model",
+        *(f"{c} {who}" for c in columns for who in ("(ours)", "(paper)")),
+        "MFLOPs (paper)",
+        "MMACs, ImageNet stem (ours)",
+        "MFLOPs, our CIFAR model (ours)",
+    ]
+    acc_table = tables.markdown_table(acc_headers, acc_rows)
+    rate_table = tables.markdown_table(["model", *columns], rate_rows)
+    header = tables.provenance_header(command, df, runs_root=str(runs))
+    body = f"""# KITINet Table 3: CIFAR-10/100 accuracy of ResNets with and without KITINet
+
+Setting (SPEC §3): CIFAR ResNet-34/50/101/152, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128,
+lr x0.1 at epochs 80 and 120, 160 epochs, pad-4 random crop + flip; KITI-ResNet: KITINet replaces
+the residual additions of the last stage (each run's `collision.collision_heads` /
+`collision.coll_coef`; the paper gives neither, see `configs/experiment/kitinet_table3_*.yaml`).
+Cells: final-epoch test top-1 accuracy in %, mean ± std over seeds (n = runs). The paper prints
+CIFAR-10 as one number and CIFAR-100 as "acc (x)", shown as "acc ± x" (it never says what x is).
+"missing" = no run produced that cell. Dit-ResNet (dendritic neurons, [24]) is not built: the paper
+does not specify it enough (`experiments/vision/models.py`).
+
+## Test accuracy (%) and cost
+
+{acc_table}
+
+**MFLOPs.** The paper's column matches the multiply-adds of the torchvision-style network (7x7
+stride-2 stem + max-pool, "ImageNet stem") on a 32x32 input, not the CIFAR network it trains (3x3
+stride-1 stem, no max-pool, about 16x the compute). So we give both, counted with
+`experiments.vision.models.count_mflops` on the model built from the first run of each row
+(eval mode, batch 1, 3x32x32): "MMACs, ImageNet stem" = multiply-adds in millions of the same
+network with the ImageNet stem (the paper's convention); "MFLOPs, our CIFAR model" = FLOPs
+(2 per multiply-add) of the network as trained. In eval mode KITINet is the plain addition and
+costs nothing; "(train: ...)" adds the collisions' matrix products of a training forward.
+
+## Collision rate
+
+Accepted / all particle pairs of the KITINet modules, averaged over the final epoch's steps, over
+the KITINet residuals of the run, then over seeds (not in the paper; logged because in high
+dimensions exp(-distance) is small and collisions may rarely fire).
+
+{rate_table}
+
+{_mixed_note(df, by)}"""
+    readme = tables.write_markdown(out / "README.md", header, body)
+    return [readme]
+
+
 # --------------------------------------------------------------------------- any sweep
 
 
@@ -440,6 +689,8 @@ def render_sweep(runs: Path, out: Path, command: str) -> list[Path]:
 RENDERERS: dict[str, Callable[[Path, Path, str], list[Path]]] = {
     "ko-fig2": render_ko_fig2,
     "kitinet-fc": render_kitinet_fc,
+    "ko-table1": render_ko_table1,
+    "kitinet-table3": render_kitinet_table3,
     "sweep": render_sweep,
 }
 

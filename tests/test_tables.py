@@ -384,3 +384,143 @@ def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path, render: ModuleTyp
         line for line in text.splitlines() if line.startswith("| none") and "relu" in line
     )
     assert vanilla.rstrip(" |").endswith("missing")
+
+
+# --------------------------------------------------------------------------- render: CIFAR tables
+
+
+def _table_rows(text: str, section: str) -> dict[str, list[str]]:
+    """``{first cell: cells}`` of the markdown table under the heading ``## {section}``."""
+    block = text.split(f"## {section}")[1].split("\n## ")[0]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in block.splitlines()
+        if line.startswith("|")
+    ]
+    return {row[0]: row[1:] for row in rows[2:]}
+
+
+def _cifar_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int,
+    model: dict[str, Any],
+    collision: dict[str, Any],
+    dataset: str,
+    summary: dict[str, Any],
+) -> Path:
+    """A vision run directory: the model/collision/dataset sections as the runner writes them."""
+    config = {"model": model, "collision": collision, "dataset": {"name": dataset}}
+    return write_run(root, name, seed=seed, summary=summary, extra_config=config)
+
+
+def test_render_ko_table1_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+    runs = tmp_path / "runs"
+    resnet18 = {"name": "cifar_resnet18", "base_width": 64}
+    cells = [  # (collision, dataset, seed, test_top1 as the runner logs it: a fraction, rate)
+        ("none", "cifar10", 0, 0.95, None),
+        ("none", "cifar10", 1, 0.96, None),
+        ("soft", "cifar10", 0, 0.9612, None),
+        ("hard", "cifar100", 0, 0.70, 0.2),
+        ("hard", "cifar100", 1, 0.72, 0.4),
+    ]
+    for collision, dataset, seed, top1, rate in cells:
+        summary: dict[str, Any] = {"test_top1": top1, "collision_rate.fc": rate}
+        coll = {"name": collision, "coll_coef": 0.5}
+        name = f"{collision}_{dataset}_{seed}"
+        _cifar_run(
+            runs, name, seed=seed, model=resnet18, collision=coll, dataset=dataset, summary=summary
+        )
+    out = tmp_path / "out"
+    render.main(["ko-table1", "--runs", str(runs), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    assert text.startswith("> **Provenance**")
+    acc = _table_rows(text, "Test accuracy (%)")
+    # Every row of the paper's table, ours "missing" where no run exists (never 0).
+    assert list(acc) == [f"ResNet{d}+{v}" for d in (18, 34, 50) for v in ("SGD", "S.C.", "H.C.")]
+    assert acc["ResNet18+SGD"] == ["95.50 ± 0.71 (n=2)", "95.07 ± 0.18", "missing", "78.69 ± 0.38"]
+    assert acc["ResNet18+S.C."][:2] == ["96.12 ± — (n=1)", "95.74 ± 0.05"]
+    assert acc["ResNet18+H.C."] == ["missing", "95.58 ± 0.07", "71.0 ± 1.4 (n=2)", "78.83 ± 0.09"]
+    assert acc["ResNet50+H.C."] == ["missing", "95.57 ± 0.05", "missing", "78.98 ± 0.18"]
+    rates = _table_rows(text, "Collision rate")
+    assert rates["ResNet18+H.C."] == ["missing", "0.30 ± 0.14 (n=2)"]
+    assert rates["ResNet18+SGD"][0] == "n/a (no collision)"
+    assert rates["ResNet18+S.C."][0] == "n/a (soft collision selects no pairs)"
+    assert "Warning" not in text
+
+
+def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+    from experiments.models import create_model
+    from experiments.vision.models import count_mflops
+
+    runs = tmp_path / "runs"
+    small = {"name": "cifar_resnet34", "base_width": 8, "kitinet_stages": [4]}  # fast to build
+    vanilla = {"name": "none", "coll_coef": 0.0}
+    kitinet = {
+        "name": "kitinet",
+        "coll_coef": 0.9,
+        "collision_heads": 8,  # D = 64 * 4 * 4 = 1024 -> 128 particles
+        "dt": 1.0,
+        "position_update": True,
+        "mean_free_path": 1.0,
+    }
+    for seed, top1 in enumerate([0.90, 0.92]):
+        for dataset in ("cifar10", "cifar100"):
+            summary = {"test_top1": top1 - (0.2 if dataset == "cifar100" else 0.0)}
+            _cifar_run(
+                runs, f"v_{dataset}_{seed}", seed=seed, model=small, collision=vanilla,
+                dataset=dataset, summary=summary,
+            )  # fmt: skip
+    kiti_rates = {
+        "collision_rate.layer4.0.residual": 0.1,
+        "collision_rate.layer4.1.residual": 0.3,
+        "collision_rate.layer4.2.residual": None,  # a site that logged nothing does not count
+    }
+    _cifar_run(
+        runs, "k_cifar10_0", seed=0, model=small, collision=kitinet, dataset="cifar10",
+        summary={"test_top1": 0.93, **kiti_rates},
+    )  # fmt: skip
+    out = tmp_path / "out"
+    render.main(["kitinet-table3", "--runs", str(runs), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    assert text.startswith("> **Provenance**")
+    acc = _table_rows(text, "Test accuracy (%) and cost")
+    expected_rows = [
+        f"{prefix}ResNet-{d}{suffix}"
+        for d in (34, 50, 101, 152)
+        for prefix, suffix in (("", " [15]"), ("Dit-", " [24]"), ("KITI-", ""))
+    ]
+    assert list(acc) == expected_rows
+    # The cost columns, recomputed here from the same config (eval, batch 1, 3x32x32).
+    torch.manual_seed(0)
+    flops = count_mflops(create_model("cifar_resnet34", base_width=8, num_classes=10), (3, 32, 32))
+    imagenet = create_model("cifar_resnet34", base_width=8, num_classes=10, stem="imagenet")
+    macs = count_mflops(imagenet, (3, 32, 32)) / 2
+    assert acc["ResNet-34 [15]"] == [
+        "91.0 ± 1.4 (n=2)",
+        "94.48",
+        "71.0 ± 1.4 (n=2)",
+        "77.97 ± 0.12",
+        "73.5",
+        tables.format_number(macs, 4),
+        tables.format_number(flops, 5),
+    ]
+    kiti = acc["KITI-ResNet-34"]
+    assert kiti[:5] == ["93 ± — (n=1)", "95.04", "missing", "78.67 ± 0.10", "73.6"]
+    assert kiti[5] == tables.format_number(macs, 4)
+    # In eval KITINet is the plain addition (same FLOPs); a training forward adds the collisions.
+    eval_part, train_part = kiti[6].split(" (train: ")
+    assert eval_part == tables.format_number(flops, 5)
+    assert float(train_part.rstrip(")")) > flops
+    assert acc["Dit-ResNet-34 [24]"] == [
+        "not built", "94.45", "not built", "78.14 ± 0.07", "73.5", "not built", "not built",
+    ]  # fmt: skip
+    assert (
+        acc["KITI-ResNet-152"]
+        == ["missing", "95.67", "missing", "79.48 ± 0.03", "236.8"] + ["missing"] * 2
+    )
+    rates = _table_rows(text, "Collision rate")
+    assert rates["KITI-ResNet-34"] == ["0.2 ± — (n=1)", "missing"]
+    assert rates["ResNet-34 [15]"] == ["n/a (no collision)", "n/a (no collision)"]
+    assert "ImageNet stem" in text and "Warning" not in text
