@@ -656,7 +656,8 @@ def _swept_keys(df: pd.DataFrame) -> list[str]:
 def render_sweep(runs: Path, out: Path, command: str) -> list[Path]:
     """Any multirun: one row per combination of the swept config keys, mean ± std over seeds.
 
-    Metrics: final train/test loss and every ``rho.*``, ``max_cos.*`` and filled
+    Metrics: final train/test loss, other test metrics (``test_top1``, ...), and every ``rho.*``,
+    ``max_cos.*`` and filled
     ``collision_rate.*`` column. The swept keys are found from the runs, so this renders the
     KITINet §5.7 skip-network sweep as well as ``collision.coll_coef=...`` sweeps. There are no
     paper numbers here (none of these sweeps has a table in the papers).
@@ -664,6 +665,7 @@ def render_sweep(runs: Path, out: Path, command: str) -> list[Path]:
     df = _collect(runs)
     by = _swept_keys(df) or ["experiment_name"]
     metrics = [c for c in ("train_loss", "test_loss") if c in df.columns]
+    metrics += sorted(c for c in df.columns if c.startswith("test_") and c != "test_loss")
     metrics += sorted(c for c in df.columns if c.startswith(("rho.", "max_cos.")))
     metrics += _rate_columns(df)
     agg = tables.aggregate(df, by, metrics)
