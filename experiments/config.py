@@ -33,6 +33,7 @@ __all__ = [
     "COLLISION_NAMES",
     "LOGGER_NAMES",
     "OPTIMIZER_NAMES",
+    "PRECISIONS",
     "SCHEDULER_NAMES",
     "CollisionConfig",
     "ConfigError",
@@ -50,6 +51,7 @@ COLLISION_NAMES = ("none", "soft", "hard", "kitinet")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lamb")
 SCHEDULER_NAMES = ("none", "cosine", "multistep")
 LOGGER_NAMES = ("none", "wandb")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -206,6 +208,10 @@ class TrainerConfig:
     """Write ``checkpoints/last.pt`` in the run dir every this many epochs (0: never)."""
     num_workers: int = 0
     """DataLoader worker processes for image data (0: load in the main process)."""
+    precision: str = "fp32"
+    """fp32 | bf16 (autocast, for GPUs with bfloat16) | fp16 (autocast + GradScaler, CUDA only)."""
+    channels_last: bool = False
+    """Channels-last memory format for the model and 4-D inputs (faster convolutions on GPUs)."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
@@ -235,6 +241,14 @@ class TrainerConfig:
             )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"trainer.grad_clip={self.grad_clip} must be > 0 (or null)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"trainer.precision={self.precision!r} is unknown; allowed: {_allowed(PRECISIONS)}"
+            )
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError(
+                "trainer.precision=fp16 needs a CUDA device (trainer.device=cpu); use bf16 or fp32"
+            )
 
 
 @dataclass

@@ -147,6 +147,11 @@ class RunLogger:
     def finish(self, exit_code: int = 0) -> None:
         """Close the run (one external run per Hydra job)."""
 
+    @property
+    def run_id(self) -> str | None:
+        """The external run's id, saved in checkpoints so a resumed job continues that run."""
+        return None
+
 
 class NullLogger(RunLogger):
     """``logger=none``: the run directory is the only record."""
@@ -164,7 +169,9 @@ class WandbLogger(RunLogger):
         tags: list[str],
         config: Mapping[str, Any],
         run_dir: Path,
+        run_id: str | None = None,
     ) -> None:
+        """``run_id``: continue that W&B run (a resumed job passes its checkpoint's id)."""
         import wandb
 
         self._wandb = wandb
@@ -178,6 +185,8 @@ class WandbLogger(RunLogger):
             mode=os.environ.get("WANDB_MODE", "offline"),
             # In a Hydra multirun all jobs share one process: close any run left open.
             reinit="finish_previous",
+            id=run_id,
+            resume="allow" if run_id else None,
         )
 
     def log_metrics(self, record: Mapping[str, Any], step: int) -> None:
@@ -196,3 +205,7 @@ class WandbLogger(RunLogger):
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
+
+    @property
+    def run_id(self) -> str | None:
+        return str(self.run.id)

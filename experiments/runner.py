@@ -40,7 +40,13 @@ from experiments.logging import (
     git_commit,
 )
 from experiments.models import create_model, get_builder
-from experiments.train import fit, progress_enabled, resolve_device, seed_everything
+from experiments.train import (
+    CHECKPOINT_NAME,
+    fit,
+    progress_enabled,
+    resolve_device,
+    seed_everything,
+)
 from experiments.vision.data import VisionData
 
 __all__ = [
@@ -240,11 +246,23 @@ def _hydra_job() -> tuple[str | None, list[str]]:
     return hc.job.override_dirname or None, list(hc.overrides.task)
 
 
+def _checkpointed_run_id(run_dir: Path) -> str | None:
+    """The external logger's run id saved in the run's checkpoint (for ``resume=auto``)."""
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    # mmap: reads only the small entry, not the model's tensors
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    run_id = checkpoint.get("logger_run_id")
+    return str(run_id) if run_id else None
+
+
 def _make_logger(
     rc: RunConfig, config: dict[str, Any], run_dir: Path, job_name: str | None
 ) -> RunLogger:
     if rc.logger.name != "wandb":
         return NullLogger()
+    run_id = _checkpointed_run_id(run_dir) if rc.resume else None
     fallback = f"{rc.experiment_name}-{rc.model.name}-{rc.collision.name}-seed{rc.seed}"
     return WandbLogger(
         project=rc.logger.project,
@@ -253,6 +271,7 @@ def _make_logger(
         tags=rc.logger.tags,
         config=config,
         run_dir=run_dir,
+        run_id=run_id,
     )
 
 
@@ -284,6 +303,13 @@ def run(cfg: DictConfig) -> float:
     device = resolve_device(device_spec)
     data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
     model = build_model(rc, device, data, rank=dist_info.rank)
+    if rc.trainer.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"trainer.precision=fp16 needs a CUDA device, but trainer.device={rc.trainer.device} "
+            f"resolved to {device}; use bf16 or fp32"
+        )
+    if rc.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     watch = select_watch(model, rc.trainer.watch, rc.model.name)
     optimizer, base = build_optimizer(rc, model)
     scheduler = build_scheduler(rc, base)
@@ -349,6 +375,8 @@ def run(cfg: DictConfig) -> float:
             watch=watch,
             metric_fns=metric_fns,
             grad_clip=rc.trainer.grad_clip,
+            precision=rc.trainer.precision,
+            channels_last=rc.trainer.channels_last,
             eval_every=rc.trainer.eval_every,
             log_every=rc.trainer.log_every,
             progress=progress_enabled(rc.trainer.progress),

@@ -3,7 +3,7 @@
 ``fit`` trains a model for some epochs with any optimizer (a plain torch one or a
 :class:`kinetics.KineticOptimizer`), evaluates on a test iterable, and records per epoch::
 
-    epoch, train_loss, test_loss, [test_<metric>...], lr, epoch_time,
+    epoch, train_loss, test_loss, [test_<metric>...], lr, epoch_time, peak_memory_mb,
     rho.<layer>, max_cos.<layer>, collision_rate.<layer>   for each watched layer,
     collision_rate.<site>                                  for each other collision site
 
@@ -14,6 +14,11 @@ Collision rates come from a KO hard-collision optimizer (``collision_rates`` aft
 from KITINet modules (``last_collision_rate`` after each training forward), averaged over the
 epoch's steps; a watched layer that is no collision site gets ``null``, and so does soft collision,
 which has no acceptance step.
+
+``peak_memory_mb`` is the epoch's peak: the CUDA allocator's on a GPU, the process's resident set
+(RSS, Linux ``VmHWM`` reset every epoch) on CPU. ``precision="bf16"`` runs forward and loss under
+``torch.autocast`` in bfloat16; ``"fp16"`` (CUDA) adds a ``GradScaler``, whose gradients are
+unscaled before clipping and the collision.
 
 Data are iterables of ``(inputs, targets)`` batches (a DataLoader, or
 :class:`experiments.data.TensorBatches`); ``forward(model, inputs)`` and ``loss_fn(outputs,
@@ -40,13 +45,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from experiments.config import PRECISIONS
 from experiments.logging import MetricsWriter, RunLogger, atomic_torch_save
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "PRECISIONS",
     "Callback",
     "CollisionMonitor",
     "FitResult",
+    "PeakMemory",
     "capture_rng_state",
     "evaluate",
     "fit",
@@ -175,6 +183,20 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def _inputs(obj: Any, device: torch.device, channels_last: bool) -> Any:
+    obj = _to_device(obj, device)
+    if channels_last and isinstance(obj, Tensor) and obj.dim() == 4:
+        return obj.contiguous(memory_format=torch.channels_last)
+    return obj
+
+
+def _float32(outputs: Any) -> Any:
+    """Autocast outputs (bf16 / fp16 logits) as float32, so losses and metrics are float32."""
+    if isinstance(outputs, Tensor) and outputs.is_floating_point():
+        return outputs.float()
+    return outputs
+
+
 def _batch_size(targets: Any) -> int:
     if isinstance(targets, Tensor) and targets.dim() > 0:
         return int(targets.shape[0])
@@ -183,6 +205,47 @@ def _batch_size(targets: Any) -> int:
 
 def _default_forward(model: nn.Module, inputs: Any) -> Tensor:
     return model(inputs)
+
+
+class PeakMemory:
+    """Peak memory of one interval (an epoch), in MB.
+
+    On CUDA the allocator's ``max_memory_allocated`` (tensors only, as the papers' tables most
+    likely report). On CPU the process's peak resident set size: Linux lets a process reset its
+    ``VmHWM`` by writing 5 to ``/proc/self/clear_refs``; where that is impossible the lifetime
+    peak (``ru_maxrss``) is reported, which never decreases.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def reset(self) -> None:
+        """Start a new interval."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mb(self) -> float:
+        """The peak since the last :meth:`reset`."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+        import resource
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+        return kb / (2**20 if sys.platform == "darwin" else 1024)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- collision rates
@@ -268,10 +331,13 @@ def evaluate(
     *,
     forward: Callable[[nn.Module, Any], Any] = _default_forward,
     metric_fns: Mapping[str, MetricFn] | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> Record:
     """Mean loss (``test_loss``) and metrics (``test_<name>``) over ``batches``, in eval mode.
 
-    Means are weighted by batch size, so the last, smaller batch counts correctly.
+    Means are weighted by batch size, so the last, smaller batch counts correctly. Losses and
+    metrics are computed in float32 even under autocast.
     """
     was_training = model.training
     model.eval()
@@ -279,8 +345,10 @@ def evaluate(
     total, count = torch.zeros((), dtype=torch.float64), 0
     sums = {name: torch.zeros((), dtype=torch.float64) for name in metric_fns}
     for batch in batches:
-        inputs, targets = _to_device(batch[0], device), _to_device(batch[1], device)
-        outputs = forward(model, inputs)
+        inputs, targets = _inputs(batch[0], device, channels_last), _to_device(batch[1], device)
+        with _autocast(device, precision):
+            outputs = forward(model, inputs)
+        outputs = _float32(outputs)
         n = _batch_size(targets)
         total += loss_fn(outputs, targets).detach().double().cpu() * n
         for name, fn in metric_fns.items():
@@ -310,6 +378,8 @@ def fit(
     forward: Callable[[nn.Module, Any], Any] = _default_forward,
     metric_fns: Mapping[str, MetricFn] | None = None,
     grad_clip: float | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
     eval_every: int = 1,
     log_every: int = 10,
     progress: bool = False,
@@ -341,6 +411,9 @@ def fit(
         metric_fns: extra test metrics ``fn(outputs, targets)`` -> scalar, logged as
             ``test_<name>``.
         grad_clip: clip the global gradient norm before the optimizer step.
+        precision: ``"fp32"``, ``"bf16"`` (autocast; no scaler needed) or ``"fp16"`` (autocast and
+            a ``torch.amp.GradScaler``; CUDA only). Parameters and optimizer state stay float32.
+        channels_last: feed 4-D inputs in channels-last memory format (convert the model too).
         eval_every: test every this many epochs (and at the last); other epochs log null.
         log_every: a log line every this many epochs (and at the last).
         progress: show tqdm progress bars.
@@ -351,7 +424,8 @@ def fit(
         log_initial: also record the initial model as ``epoch=0``.
         checkpoint_every: write ``run_dir / CHECKPOINT_NAME`` atomically every this many epochs
             (and at the last); 0 never. It holds plain dicts and tensors only: model, optimizer
-            (a KineticOptimizer's generator included), scheduler, every RNG state (global ones
+            (a KineticOptimizer's generator included), scheduler, grad scaler, the external
+            logger's run id (W&B), every RNG state (global ones
             and modules' own ``generator``, e.g. KITINet's), the ``stateful`` objects' states
             and the records so far.
         resume: continue from that checkpoint if it exists (else start fresh). A run killed after
@@ -367,6 +441,12 @@ def fit(
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval={scheduler_interval!r} is not 'epoch' or 'step'")
     device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is unknown; allowed: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA device (got {device}); use bf16 or fp32")
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    memory = PeakMemory(device)
     eval_loss_fn = eval_loss_fn or loss_fn
     watch = dict(watch or {})
     stateful = dict(stateful or {})
@@ -382,6 +462,8 @@ def fit(
         optimizer.load_state_dict(checkpoint["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
+        if scaler is not None and checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
         for name, obj in stateful.items():
             obj.load_state_dict(checkpoint["stateful"][name])
         for name, generator in _module_generators(model).items():
@@ -408,6 +490,8 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "logger_run_id": logger.run_id if logger is not None else None,
                 "stateful": {name: obj.state_dict() for name, obj in stateful.items()},
                 "rng": capture_rng_state(),
                 "module_generators": {
@@ -429,12 +513,22 @@ def fit(
     def lr() -> float:
         return float(optimizer.param_groups[0]["lr"])
 
+    def evaluate_now() -> Record:
+        return evaluate(
+            model,
+            test_data,
+            eval_loss_fn,
+            device,
+            forward=forward,
+            metric_fns=metric_fns,
+            precision=precision,
+            channels_last=channels_last,
+        )
+
     if log_initial:
         record: Record = {"epoch": 0, "train_loss": None}
-        record.update(
-            evaluate(model, test_data, eval_loss_fn, device, forward=forward, metric_fns=metric_fns)
-        )
-        record.update({"lr": lr(), "epoch_time": None})
+        record.update(evaluate_now())
+        record.update({"lr": lr(), "epoch_time": None, "peak_memory_mb": None})
         record.update(_layer_metrics(watch, dict.fromkeys(monitor.sites)))
         emit(0, record)
 
@@ -449,6 +543,7 @@ def fit(
             dynamic_ncols=True,
         )
         for epoch in bar:
+            memory.reset()
             tic = time.perf_counter()
             epoch_lr = lr()
             train_loss = _train_epoch(
@@ -459,6 +554,9 @@ def fit(
                 device=device,
                 forward=forward,
                 grad_clip=grad_clip,
+                precision=precision,
+                scaler=scaler,
+                channels_last=channels_last,
                 monitor=monitor,
                 step_scheduler=scheduler if scheduler_interval == "step" else None,
                 progress=progress,
@@ -469,21 +567,13 @@ def fit(
 
             record = {"epoch": epoch, "train_loss": train_loss}
             if epoch % eval_every == 0 or epoch == epochs:
-                record.update(
-                    evaluate(
-                        model,
-                        test_data,
-                        eval_loss_fn,
-                        device,
-                        forward=forward,
-                        metric_fns=metric_fns,
-                    )
-                )
+                record.update(evaluate_now())
             else:
                 record["test_loss"] = None
                 record.update({f"test_{name}": None for name in metric_fns or {}})
             record["lr"] = epoch_lr
             record["epoch_time"] = time.perf_counter() - tic
+            record["peak_memory_mb"] = memory.peak_mb()
             record.update(_layer_metrics(watch, monitor.pop_epoch()))
             emit(epoch, record)
 
@@ -516,6 +606,9 @@ def _train_epoch(
     device: torch.device,
     forward: Callable[[nn.Module, Any], Any],
     grad_clip: float | None,
+    precision: str,
+    scaler: torch.amp.GradScaler | None,
+    channels_last: bool,
     monitor: CollisionMonitor,
     step_scheduler: Any | None,
     progress: bool,
@@ -536,13 +629,23 @@ def _train_epoch(
         dynamic_ncols=True,
     )
     for batch in batches:
-        inputs, targets = _to_device(batch[0], device), _to_device(batch[1], device)
+        inputs, targets = _inputs(batch[0], device, channels_last), _to_device(batch[1], device)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(forward(model, inputs), targets)
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()  # a KineticOptimizer collides here, after clipping (SPEC §1.4)
+        with _autocast(device, precision):
+            outputs = forward(model, inputs)
+        loss = loss_fn(_float32(outputs), targets)
+        if scaler is None:
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()  # a KineticOptimizer collides here, after clipping (SPEC §1.4)
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # the collision and the clipping see true gradients
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)  # skips step and collision when a gradient is inf/nan
+            scaler.update()
         monitor.after_step()
         if step_scheduler is not None:
             step_scheduler.step()

@@ -67,8 +67,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+MEASURED = ("epoch_time", "peak_memory_mb")  # machine measurements, not results of the seed
+
+
 def without_times(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in records]
+    return [{k: v for k, v in r.items() if k not in MEASURED} for r in records]
 
 
 def test_bare_run_writes_every_file(tmp_path: Path) -> None:
@@ -88,6 +91,7 @@ def test_bare_run_writes_every_file(tmp_path: Path) -> None:
         "test_loss",
         "lr",
         "epoch_time",
+        "peak_memory_mb",
         "rho.fc1",
         "max_cos.fc1",
         "collision_rate.fc1",
