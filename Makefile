@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-kitinet-3 clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 table-kitinet-3 clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -89,6 +89,13 @@ ifneq ($(RENDER_ONLY),1)
 	done
 endif
 	$(PY) scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
+	$(PY) scripts/render.py ko-fig3 --runs multirun/ko_table1 --out results/ko_table1
+
+table-ko-45: $(STAMP)  ## KO Tables 4-5: time and peak memory per model and mode, from the Table 1 runs (runs table-ko-1 unless RENDER_ONLY=1) -> results/ko_table45/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) table-ko-1
+endif
+	$(PY) scripts/render.py ko-table45 --runs multirun/ko_table1 --out results/ko_table45
 
 table-kitinet-3: $(STAMP)  ## KITINet Table 3: CIFAR-10/100 x ResNet-34/50/101/152 x {vanilla, KITI} + MFLOPs, GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table3/
 ifneq ($(RENDER_ONLY),1)

@@ -5,6 +5,8 @@ Usage (from the repository root)::
     python scripts/render.py ko-fig2    --runs multirun/ko_fig2    --out results/ko_fig2
     python scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
     python scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
+    python scripts/render.py ko-fig3 --runs multirun/ko_table1 --out results/ko_table1
+    python scripts/render.py ko-table45 --runs multirun/ko_table1 --out results/ko_table45
     python scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
 
 Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``,
@@ -17,6 +19,7 @@ To add a pipeline, write ``render_<name>(runs, out, command) -> list[Path]`` and
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import shlex
@@ -30,6 +33,7 @@ import torch
 import yaml
 
 from experiments import tables
+from experiments.logging import atomic_write
 from kinetics.metrics import max_offdiag_abs_cos, plot_cosine_heatmap, rho
 
 # KO Fig. 2: rows of the grid (config collision.name -> label) and columns (model.activation).
@@ -184,7 +188,11 @@ def _ko_fig2_grid(df: pd.DataFrame, activations: list[str], path: Path, provenan
     mappable = ScalarMappable(norm=Normalize(-1.0, 1.0), cmap="RdBu_r")
     fig.colorbar(mappable, ax=axes, label="cosine similarity", shrink=0.6)
     fig.suptitle("KO Fig. 2: hidden-neuron input-weight cosine similarity (reordered, App. B.1)")
-    fig.savefig(path, dpi=120, metadata={"Description": provenance})
+    atomic_write(
+        path,
+        lambda f: fig.savefig(f, format="png", dpi=120, metadata={"Description": provenance}),
+        "wb",
+    )
 
 
 def render_ko_fig2(runs: Path, out: Path, command: str) -> list[Path]:
@@ -508,6 +516,197 @@ Accepted / all pairs of the collided head, averaged over the final epoch's steps
     return [readme]
 
 
+# --------------------------------------------------------------------------- KO Tables 4-5, Fig. 3
+
+# The Table 1 runs are the runs of Tables 4-5 (runtime and peak memory) and Fig. 3 (curves).
+KO_COST_TABLES = {
+    "CIFAR10": ("table4", "RunTime", "Memory", "."),
+    "CIFAR100": ("table5", "RunTime", "memory", ""),
+}
+
+
+def _history(run_dir: Any) -> list[dict[str, Any]]:
+    """The run's per-epoch records (``metrics.jsonl``); [] when absent."""
+    path = Path(str(run_dir)) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _costs(run_dir: Any) -> tuple[float, float]:
+    """(training time in s = sum of the epochs' times, peak memory in MB over the epochs)."""
+    epochs = [r for r in _history(run_dir) if r.get("epoch", 0) >= 1]
+    times = [r["epoch_time"] for r in epochs if r.get("epoch_time") is not None]
+    peaks = [r["peak_memory_mb"] for r in epochs if r.get("peak_memory_mb") is not None]
+    return (sum(times) if times else math.nan, max(peaks) if peaks else math.nan)
+
+
+def _ko_cost_row(arch: str, variant: str, period: str) -> str:
+    """The paper's row name: "Vanilla Resnet18", "Resnet18+S.C." (Table 4) / "Resnet18+S.C" (5)."""
+    name = arch.replace("ResNet", "Resnet")
+    if variant == KO_TABLE1_VARIANTS["none"]:
+        return f"Vanilla {name}"
+    return f"{name}+{variant.rstrip('.')}{period}"
+
+
+def _ratio(value: float, base: float) -> str:
+    if not (math.isfinite(value) and math.isfinite(base)) or base == 0:
+        return tables.MISSING
+    return f"x{value / base:.3f}"
+
+
+def render_ko_table45(runs: Path, out: Path, command: str) -> list[Path]:
+    """KO Tables 4-5: training time and peak memory of ResNet18/34/50 x {vanilla, S.C., H.C.}.
+
+    Read from the KO Table 1 runs (the same training runs): time = sum of the epochs' times
+    (training + test evaluation), memory = the largest per-epoch peak (CUDA allocator on a GPU,
+    process RSS on CPU). Absolute numbers depend on the hardware, so each cell also gives the
+    ratio to the vanilla run of the same model and data set, beside the paper's ratio.
+    """
+    df, columns = _cifar_runs(runs)
+    df["arch"] = df["model.name"].map(lambda name: _resnet_label(name, ""))
+    df["variant"] = df["collision.name"].map(_collision).map(lambda c: KO_TABLE1_VARIANTS.get(c, c))
+    costs = df["run_dir"].map(_costs)
+    df["runtime"] = costs.map(lambda c: c[0])
+    df["memory"] = costs.map(lambda c: c[1])
+    by = ["arch", "variant", "data"]
+    agg = tables.aggregate(df, by, ["runtime", "memory"])
+    archs = _ordered(df["arch"].unique(), KO_TABLE1_ARCHS)
+    variants = list(KO_TABLE1_VARIANTS.values())
+    paper = tables.load_paper_tables()
+
+    def mean(key: tuple[str, ...], metric: str) -> float:
+        if key not in agg.index:
+            return math.nan
+        return float(agg.loc[key, (metric, "mean")])
+
+    sections = []
+    for column in _ordered(columns, list(KO_COST_TABLES)):
+        if column not in KO_COST_TABLES:
+            continue
+        table, time_col, mem_col, period = KO_COST_TABLES[column]
+        rows = []
+        for arch in archs:
+            base_key = (arch, variants[0], column)
+            base_paper = _ko_cost_row(arch, variants[0], period)
+            paper_base_time = tables.paper_value("ko", table, base_paper, time_col, tables=paper)
+            for variant in variants:
+                key = (arch, variant, column)
+                row = _ko_cost_row(arch, variant, period)
+                p_time = tables.paper_value("ko", table, row, time_col, tables=paper)
+                p_mem = tables.paper_value("ko", table, row, mem_col, tables=paper)
+                p_ratio = (
+                    _ratio(float(p_time), float(paper_base_time))
+                    if p_time is not None and paper_base_time is not None
+                    else tables.MISSING
+                )
+                rows.append(
+                    [
+                        row,
+                        tables.ours_cell(agg, key, "runtime"),
+                        _ratio(mean(key, "runtime"), mean(base_key, "runtime")),
+                        tables.format_paper(p_time),
+                        p_ratio,
+                        tables.ours_cell(agg, key, "memory"),
+                        tables.format_paper(p_mem),
+                    ]
+                )
+        headers = [
+            "model",
+            "time s (ours)",
+            "vs vanilla (ours)",
+            "RunTime s (paper)",
+            "vs vanilla (paper)",
+            "peak MB (ours)",
+            "Memory MB (paper)",
+        ]
+        number = table[-1]
+        sections.append(f"## KO Table {number}: {column}\n\n{tables.markdown_table(headers, rows)}")
+    header = tables.provenance_header(command, df, runs_root=str(runs))
+    body = "\n\n".join(
+        [
+            "# KO Tables 4-5: training time and peak memory, vanilla vs S.C. vs H.C.",
+            "Read from the KO Table 1 runs (`make table-ko-1`). Time: the sum of the epochs' "
+            "times (training + test evaluation; the paper's RunTime is most likely the whole "
+            "run). Memory: the largest per-epoch peak, the CUDA allocator's on a GPU and the "
+            "process's RSS on CPU (the paper's tool is not stated). Hardware differs from the "
+            "paper's, so compare the ratios to vanilla. Ours: mean ± std over seeds (n = runs); "
+            '"missing" = no run produced the cell. Note the paper\'s own anomaly: in Table 5 '
+            "Resnet50+S.C. uses 5176 MB while vanilla and H.C. use 11576 MB.",
+            *sections,
+            "Step-level overheads measured side by side on one machine are in "
+            "`results/bench/bench.md` (`make bench`).",
+            _mixed_note(df, by),
+        ]
+    )
+    readme = tables.write_markdown(out / "README.md", header, body)
+    return [readme]
+
+
+def _curves(df: pd.DataFrame, metric: str) -> dict[tuple[str, str, str], pd.Series]:
+    """Mean over seeds of ``metric`` per epoch, per (data, arch, variant)."""
+    curves: dict[tuple[str, str, str], pd.Series] = {}
+    for key, group in df.groupby(["data", "arch", "variant"], dropna=False):
+        series = []
+        for run_dir in group["run_dir"]:
+            records = [r for r in _history(run_dir) if r.get(metric) is not None]
+            if records:
+                series.append(pd.Series({r["epoch"]: r[metric] for r in records}))
+        if series:
+            curves[key] = pd.concat(series, axis=1).mean(axis=1).sort_index()
+    return curves
+
+
+def render_ko_fig3(runs: Path, out: Path, command: str) -> list[Path]:
+    """KO Fig. 3: test accuracy and max|cos| of the head over epochs, from the KO Table 1 runs.
+
+    One figure with a row per data set and two columns (top-1 in %, neuron similarity = max
+    off-diagonal |cos| of the watched head); a line per model and variant, mean over seeds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df, columns = _cifar_runs(runs)
+    df["arch"] = df["model.name"].map(lambda name: _resnet_label(name, ""))
+    df["variant"] = df["collision.name"].map(_collision).map(lambda c: KO_TABLE1_VARIANTS.get(c, c))
+    cos_keys = sorted(c for c in df.columns if c.startswith("max_cos."))
+    cos_metric = cos_keys[0] if cos_keys else "max_cos.fc"
+    accuracy = _curves(df, "test_top1")
+    similarity = _curves(df, cos_metric)
+    styles = {"SGD": "-", "S.C.": "--", "H.C.": ":"}
+    fig, axes = plt.subplots(len(columns), 2, figsize=(10, 3.2 * len(columns)), squeeze=False)
+    for row, column in enumerate(columns):
+        for key, curve in accuracy.items():
+            if key[0] == column:
+                axes[row][0].plot(
+                    curve.index,
+                    100 * curve.values,
+                    styles.get(key[2], "-."),
+                    label=f"{key[1]}+{key[2]}",
+                )
+        for key, curve in similarity.items():
+            if key[0] == column:
+                axes[row][1].plot(
+                    curve.index, curve.values, styles.get(key[2], "-."), label=f"{key[1]}+{key[2]}"
+                )
+        axes[row][0].set(title=f"{column}: test top-1", xlabel="epoch", ylabel="%")
+        axes[row][1].set(title=f"{column}: {cos_metric}", xlabel="epoch", ylabel="max |cos|")
+        axes[row][0].legend(fontsize=7)
+    fig.tight_layout()
+    png = out / "ko_fig3.png"
+    atomic_write(png, lambda f: fig.savefig(f, format="png", dpi=110), "wb")
+    plt.close(fig)
+    header = tables.provenance_header(command, df, runs_root=str(runs))
+    body = (
+        "# KO Fig. 3: test accuracy and neuron similarity over training\n\n"
+        f"From the KO Table 1 runs; lines are means over seeds. Neuron similarity: `{cos_metric}` "
+        "(max off-diagonal |cos| between the head's neurons, SPEC §1.6).\n\n![KO Fig. 3](ko_fig3.png)\n"
+    )
+    return [tables.write_markdown(out / "FIG3.md", header, body), png]
+
+
 def _mflops(run: pd.Series) -> tuple[float, float, float]:
     """(eval MFLOPs, train-mode MFLOPs, ImageNet-stem eval MMACs) of the run's model, 32x32.
 
@@ -692,6 +891,8 @@ RENDERERS: dict[str, Callable[[Path, Path, str], list[Path]]] = {
     "ko-fig2": render_ko_fig2,
     "kitinet-fc": render_kitinet_fc,
     "ko-table1": render_ko_table1,
+    "ko-table45": render_ko_table45,
+    "ko-fig3": render_ko_fig3,
     "kitinet-table3": render_kitinet_table3,
     "sweep": render_sweep,
 }

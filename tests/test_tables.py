@@ -524,3 +524,62 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
     assert rates["KITI-ResNet-34"] == ["0.2 ± — (n=1)", "missing"]
     assert rates["ResNet-34 [15]"] == ["n/a (no collision)", "n/a (no collision)"]
     assert "ImageNet stem" in text and "Warning" not in text
+
+
+def _write_history(run: Path, times: list[float], peaks: list[float], top1: list[float]) -> None:
+    records = [{"epoch": 0, "epoch_time": None, "peak_memory_mb": None, "test_top1": 0.1}]
+    for epoch, (t, p, a) in enumerate(zip(times, peaks, top1, strict=True), start=1):
+        record = {"epoch": epoch, "epoch_time": t, "peak_memory_mb": p, "test_top1": a}
+        record["max_cos.fc"] = 0.5 + 0.1 * epoch
+        records.append(record)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_render_ko_table45_and_fig3_from_the_table1_runs(
+    tmp_path: Path, render: ModuleType
+) -> None:
+    runs = tmp_path / "runs"
+    resnet18 = {"name": "cifar_resnet18", "base_width": 64}
+    cells = [  # (collision, dataset, seed, epoch times, peak MBs)
+        ("none", "cifar10", 0, [10.0, 10.0], [900.0, 1000.0]),
+        ("none", "cifar10", 1, [11.0, 9.0], [1000.0, 1000.0]),
+        ("hard", "cifar10", 0, [12.0, 13.0], [1010.0, 1005.0]),
+        ("soft", "cifar100", 0, [5.0, 5.0], [800.0, 800.0]),
+    ]
+    for collision, dataset, seed, times, peaks in cells:
+        coll = {"name": collision, "coll_coef": 0.5}
+        run = _cifar_run(
+            runs,
+            f"{collision}_{dataset}_{seed}",
+            seed=seed,
+            model=resnet18,
+            collision=coll,
+            dataset=dataset,
+            summary={"test_top1": 0.9},
+        )
+        _write_history(run, times, peaks, [0.5, 0.9])
+    out = tmp_path / "out"
+    render.main(["ko-table45", "--runs", str(runs), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    t4 = _table_rows(text, "KO Table 4: CIFAR10")
+    assert list(t4)[:3] == ["Vanilla Resnet18", "Resnet18+S.C.", "Resnet18+H.C."]
+    # time = sum of epoch times (20, 20 -> 20 ± 0); memory = max over epochs (1000, 1000)
+    assert t4["Vanilla Resnet18"] == [
+        "20 ± 0 (n=2)",
+        "x1.000",
+        "5523",
+        "x1.000",
+        "1000 ± 0 (n=2)",
+        "2120",
+    ]
+    assert t4["Resnet18+H.C."][:2] == ["25 ± — (n=1)", "x1.250"]
+    assert t4["Resnet18+H.C."][3] == f"x{8784 / 5523:.3f}"  # the paper's ratio
+    assert t4["Resnet18+S.C."][:2] == ["missing", "missing"]
+    t5 = _table_rows(text, "KO Table 5: CIFAR100")
+    assert t5["Resnet18+S.C"][0] == "10 ± — (n=1)"
+    assert t5["Resnet18+S.C"][1] == "missing"  # no vanilla run to compare with
+    assert t5["Resnet50+S.C"][5] == "5176"
+
+    render.main(["ko-fig3", "--runs", str(runs), "--out", str(out)])
+    assert (out / "ko_fig3.png").stat().st_size > 10_000
+    assert "max_cos.fc" in (out / "FIG3.md").read_text()
