@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 table-kitinet-3 clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -90,6 +90,14 @@ ifneq ($(RENDER_ONLY),1)
 endif
 	$(PY) scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
 	$(PY) scripts/render.py ko-fig3 --runs multirun/ko_table1 --out results/ko_table1
+
+figure-ko-fig4: $(STAMP)  ## KO Fig. 4: ResNet18 + 1024-1024-10 FC head, tanh / xTanh x {Adam, S.C., H.C.}, GPU-scale (RENDER_ONLY=1: render only) -> results/ko_fig4/
+ifneq ($(RENDER_ONLY),1)
+	set -e; for row in ko_fig4_tanh ko_fig4_xtanh; do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig4/$$row $(HYDRA_ARGS); \
+	done
+endif
+	$(PY) scripts/render.py ko-fig4 --runs multirun/ko_fig4 --out results/ko_fig4
 
 table-ko-45: $(STAMP)  ## KO Tables 4-5: time and peak memory per model and mode, from the Table 1 runs (runs table-ko-1 unless RENDER_ONLY=1) -> results/ko_table45/
 ifneq ($(RENDER_ONLY),1)

@@ -277,6 +277,19 @@ def test_render_ko_fig2_end_to_end(tmp_path: Path, render: ModuleType) -> None:
         assert lines[(activation, "+S.C.")].count("missing") >= 2
 
 
+def test_render_ko_fig4_uses_the_fig4_rows_and_claim(tmp_path: Path, render: ModuleType) -> None:
+    _ko_fixture(tmp_path / "runs")
+    out = tmp_path / "out"
+    assert render.main(["ko-fig4", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert (out / "ko_fig4_grid.png").read_bytes().startswith(b"\x89PNG")
+    text = (out / "README.md").read_text()
+    assert "# KO Fig. 4" in text and "slow down the original condensation" in text
+    assert "![KO Fig. 4 grid](ko_fig4_grid.png)" in text
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ")]
+    # Fig. 4's two activations first; activations found in the runs beyond them follow
+    assert rows[1:7:3] == ["tanh", "xtanh"]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     series = pd.Series(values)
     return float(series.mean()), float(series.std(ddof=1))
