@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -112,6 +112,14 @@ ifneq ($(RENDER_ONLY),1)
 	done
 endif
 	$(PY) scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
+
+table-kitinet-7-resnet: $(STAMP)  ## KITINet §5.7: rho of every ResNet18 conv layer, vanilla vs KITI, CIFAR-100, GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table7_resnet/
+ifneq ($(RENDER_ONLY),1)
+	set -e; for row in kitinet_table7_resnet18_vanilla kitinet_table7_resnet18_kiti; do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_table7_resnet/$$row $(HYDRA_ARGS); \
+	done
+endif
+	$(PY) scripts/render.py kitinet-table7-resnet --runs multirun/kitinet_table7_resnet --out results/kitinet_table7_resnet
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

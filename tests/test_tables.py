@@ -596,3 +596,40 @@ def test_render_ko_table45_and_fig3_from_the_table1_runs(
     render.main(["ko-fig3", "--runs", str(runs), "--out", str(out)])
     assert (out / "ko_fig3.png").stat().st_size > 10_000
     assert "max_cos.fc" in (out / "FIG3.md").read_text()
+
+
+def test_render_kitinet_table7_resnet_conv_rho(tmp_path: Path, render: ModuleType) -> None:
+    runs = tmp_path / "runs"
+    model = {"name": "cifar_resnet18", "base_width": 64}
+    for seed, (base, kiti) in enumerate([(0.20, 0.24), (0.22, 0.26)]):
+        for collision, conv1 in (("none", base), ("kitinet", kiti)):
+            summary = {"rho.conv1": conv1, "rho.layer1.0.conv1": 0.1}
+            if collision == "kitinet":
+                summary["rho.layer4.1.conv2"] = 0.3  # a layer only KITI runs logged
+            _cifar_run(
+                runs,
+                f"{collision}_{seed}",
+                seed=seed,
+                model=model,
+                collision={"name": collision},
+                dataset="cifar100",
+                summary=summary,
+            )
+    out = tmp_path / "out"
+    render.main(["kitinet-table7-resnet", "--runs", str(runs), "--out", str(out)])
+    text = (out / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+        for line in text.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
+    assert list(rows)[1] == "conv1"  # conv1 first, then the others by name
+    assert rows["conv1"] == [
+        "0.210 ± 0.014 (n=2)",
+        "0.250 ± 0.014 (n=2)",
+        "+19.0 %",
+        "0.235",
+        "0.248",
+    ]
+    assert rows["layer1.0.conv1"][2:] == ["+0.0 %", "not reported", "not reported"]
+    assert rows["layer4.1.conv2"][0] == "missing"
