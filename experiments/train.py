@@ -277,7 +277,11 @@ class CollisionMonitor:
                 self._values.setdefault(name, []).append(rate)
                 module.last_collision_rate = None
         if self.optimizer is not None:
-            for name, rate in self.optimizer.collision_rates.items():
+            # tensors when the optimizer offers them: no host sync per step on a GPU
+            rates = getattr(self.optimizer, "collision_rate_tensors", None)
+            if rates is None:
+                rates = self.optimizer.collision_rates
+            for name, rate in rates.items():
                 self._values.setdefault(name, []).append(rate)
 
     def pop_epoch(self) -> dict[str, float | None]:

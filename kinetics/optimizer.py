@@ -247,6 +247,12 @@ class KineticOptimizer(Optimizer):
         """
         return {name: float(rate) for name, rate in self._rates.items()}
 
+    @property
+    def collision_rate_tensors(self) -> dict[str, Tensor]:
+        """:attr:`collision_rates` as 0-dim tensors on the layers' devices: no host sync, so a
+        training loop can accumulate them and read once per epoch."""
+        return dict(self._rates)
+
     # -- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         """The base's state dict plus a ``"kinetic"`` entry with the generators' states."""
