@@ -76,7 +76,7 @@ mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, sma
 # --- KO Table 1 / KITINet Table 3 (GPU-scale: 200 / 160 epochs of CIFAR ResNets; not for this machine).
 # One experiment file per table row, each sweeping dataset=cifar10,cifar100; one sweep dir per row
 # (Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders what exists
-# ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=slurm".
+# ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
 RENDER_ONLY ?= 0
 HYDRA_ARGS ?=
 KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko_table1_resnet$(m)_$(v)))

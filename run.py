@@ -11,8 +11,16 @@ own directory (outputs/... or multirun/.../<job number>).
 
 from __future__ import annotations
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
+
+# configs/hydra/launcher/submitit_slurm.yaml completes the plugin's config of the same name, so
+# Hydra validates it against the plugin's schema: wanted, but Hydra warns that this is deprecated.
+warnings.filterwarnings(
+    "ignore", message=r"(?s)\s*.hydra/launcher/submitit_slurm. is validated against"
+)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
