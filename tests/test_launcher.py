@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.filterwarnings("ignore:.*is validated against ConfigStore schema")
+@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/submitit_slurm' is validated")
 def test_submitit_slurm_is_ours_and_complete() -> None:
     from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
