@@ -36,7 +36,7 @@ TensorFlow is not a dependency, so this module reads both layers itself:
 :func:`load_airfoil` turns a split into tensors for :class:`experiments.pde.models.OFormer`
 following OFormer's airfoil pipeline (BaratiLab/OFormer ``airfoil/dataset_new.py``,
 ``train_airfoil.py``): trajectories subsampled every 24 solver steps (its preprocessed
-``..._dt6`` files, every 6th step, read with ``interval=4``), the first ``tw=4`` frames in and
+``..._dt6`` files, by their name every 6th step, read with ``interval=4``), ``tw=4`` frames in and
 the remaining 22 out. With ``dt = 0.008`` s that is input steps 0, 24, 48, 72 (t = 0 ... 0.576 s)
 and outputs 96 ... 600 (t = 0.768 ... 4.8 s): exactly KITINet's ``[0, 0.576] -> (0.576, 4.8]``.
 Variables per node: ``(v_x, v_y, density, pressure)``; each is standardised with one scalar mean
