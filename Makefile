@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -120,6 +120,32 @@ ifneq ($(RENDER_ONLY),1)
 	done
 endif
 	$(PY) scripts/render.py kitinet-table7-resnet --runs multirun/kitinet_table7_resnet --out results/kitinet_table7_resnet
+
+# --- KO Table 2 (ImageNet-1K; GPU-scale: 300 epochs per run, an 8-GPU node each). One experiment
+# file per row; the recipes' batch sizes are per process and assume 8 ranks (see the files).
+# NPROC=8 runs every (row, seed) under torchrun on this node, in multirun/ko_table2/<row>/seed<s>
+# (add HYDRA_ARGS=resume=auto to continue killed runs); without NPROC each row is a Hydra
+# multirun (one process per job, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm"). The data: an ImageFolder
+# tree in $$KINETICS_DATA_DIR/imagenet (or data/imagenet), see configs/dataset/imagenet.yaml.
+KO_TABLE2_ROWS := ko_table2_resnet50_lamb ko_table2_resnet50_sc ko_table2_resnet50_hc \
+	$(foreach m,tiny small,$(foreach v,adamw sc hc,ko_table2_convnext_$(m)_$(v)))
+NPROC ?=
+comma := ,
+
+table-ko-2: $(STAMP)  ## KO Table 2: ImageNet-1K, ResNet50+LAMB / ConvNeXt-T/S+AdamW x {-, S.C., H.C.}, GPU-scale (NPROC=8: torchrun; RENDER_ONLY=1: render only) -> results/ko_table2/
+ifneq ($(RENDER_ONLY),1)
+ifeq ($(NPROC),)
+	set -e; for row in $(KO_TABLE2_ROWS); do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_table2/$$row $(HYDRA_ARGS); \
+	done
+else
+	set -e; for row in $(KO_TABLE2_ROWS); do for seed in $(subst $(comma), ,$(SEEDS)); do \
+	  $(VENV)/bin/torchrun --nproc_per_node=$(NPROC) run.py experiment=$$row seed=$$seed \
+	    hydra.run.dir=multirun/ko_table2/$$row/seed$$seed $(HYDRA_ARGS); \
+	done; done
+endif
+endif
+	$(PY) scripts/render.py ko-table2 --runs multirun/ko_table2 --out results/ko_table2
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

@@ -34,6 +34,7 @@ __all__ = [
     "LOGGER_NAMES",
     "OPTIMIZER_NAMES",
     "PRECISIONS",
+    "SCHEDULER_INTERVALS",
     "SCHEDULER_NAMES",
     "CollisionConfig",
     "ConfigError",
@@ -50,6 +51,7 @@ __all__ = [
 COLLISION_NAMES = ("none", "soft", "hard", "kitinet")
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lamb")
 SCHEDULER_NAMES = ("none", "cosine", "multistep")
+SCHEDULER_INTERVALS = ("epoch", "step")
 LOGGER_NAMES = ("none", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -148,22 +150,43 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    """``scheduler``: learning-rate schedule, stepped once per epoch."""
+    """``scheduler``: learning-rate schedule from timm's factory (:mod:`experiments.schedulers`).
+
+    Updated once per epoch or after every optimizer update (``interval``), with an optional linear
+    warm-up from ``warmup_lr`` to the optimizer's lr over the first ``warmup_epochs``.
+    """
 
     name: str = "none"
+    """none (constant lr, after the warm-up if any) | cosine | multistep."""
+    interval: str = "epoch"
+    """epoch | step: update the lr after every epoch or after every optimizer update."""
     milestones: list[int] = field(default_factory=list)
     """multistep: epochs after which the lr is multiplied by ``gamma``."""
     gamma: float = 0.1
     t_max: int | None = None
-    """cosine: period in epochs; None means ``trainer.epochs``."""
+    """cosine: length of the decay in epochs (after it the lr stays at ``eta_min``); None: to the
+    end of the run."""
     eta_min: float = 0.0
-    """cosine: final learning rate."""
+    """cosine: final learning rate (timm's ``min_lr``)."""
+    warmup_epochs: int = 0
+    """Epochs of linear warm-up (0: none)."""
+    warmup_lr: float = 0.0
+    """Learning rate at the start of the warm-up (timm's train.py default is 1e-5)."""
+    warmup_prefix: bool = False
+    """timm's ``warmup_prefix``: false lays the warm-up over the start of the cosine / milestone
+    schedule; true starts that schedule after the warm-up (the cosine then spans the remaining
+    epochs, and milestones count from the end of the warm-up)."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
         if self.name not in SCHEDULER_NAMES:
             raise ConfigError(
                 f"scheduler.name={self.name!r} is unknown; allowed: {_allowed(SCHEDULER_NAMES)}"
+            )
+        if self.interval not in SCHEDULER_INTERVALS:
+            raise ConfigError(
+                f"scheduler.interval={self.interval!r} is unknown; allowed: "
+                f"{_allowed(SCHEDULER_INTERVALS)}"
             )
         if self.name == "multistep" and not self.milestones:
             raise ConfigError("scheduler.milestones is empty: scheduler=multistep needs epochs")
@@ -177,6 +200,12 @@ class SchedulerConfig:
             raise ConfigError(f"scheduler.t_max={self.t_max} must be >= 1")
         if self.eta_min < 0:
             raise ConfigError(f"scheduler.eta_min={self.eta_min} must be >= 0")
+        if self.warmup_epochs < 0:
+            raise ConfigError(
+                f"scheduler.warmup_epochs={self.warmup_epochs} must be >= 0 (0: no warm-up)"
+            )
+        if self.warmup_lr < 0:
+            raise ConfigError(f"scheduler.warmup_lr={self.warmup_lr} must be >= 0")
 
 
 @dataclass
@@ -509,9 +538,18 @@ def _check_combinations(run: RunConfig) -> None:
             f"collision=kitinet needs a model with residual connections, but model={run.model.name} "
             f"has none; use one of: {_allowed(with_residual)} (or collision=none/soft/hard)"
         )
-    t_max = run.scheduler.t_max
-    if run.scheduler.name == "cosine" and t_max is not None and t_max < run.trainer.epochs:
+    _check_schedule(run.scheduler, run.trainer.epochs, run.optimizer.lr)
+
+
+def _check_schedule(s: SchedulerConfig, epochs: int, lr: float) -> None:
+    """Scheduler settings that do not fit the run's length or learning rate."""
+    if s.warmup_epochs and s.warmup_epochs >= epochs:
         raise ConfigError(
-            f"scheduler.t_max={t_max} is shorter than trainer.epochs={run.trainer.epochs}: the "
-            "cosine schedule would rise again; use t_max >= epochs or null"
+            f"scheduler.warmup_epochs={s.warmup_epochs} must be < trainer.epochs={epochs}: the "
+            "warm-up would never reach the learning rate"
+        )
+    if s.warmup_epochs and s.warmup_lr > lr:
+        raise ConfigError(
+            f"scheduler.warmup_lr={s.warmup_lr} is above optimizer.lr={lr}: a warm-up rises from "
+            "warmup_lr to the learning rate; use warmup_lr <= lr (e.g. 0)"
         )

@@ -4,8 +4,9 @@ Order matters, so that a configuration that cannot work fails before any trainin
 
 1. :func:`experiments.config.validate` (names, ranges, impossible combinations);
 2. seeding, then the model (``collision_heads`` must divide the feature size), the watched
-   layers and the KO layers (patterns must match), the optimizer and scheduler;
-3. the data, ``config.yaml``, the logger, then :func:`experiments.train.fit`;
+   layers and the KO layers (patterns must match), the optimizer;
+3. the data, the lr scheduler (a per-update one needs the number of batches), ``config.yaml``,
+   the logger, then :func:`experiments.train.fit`;
 4. ``weights_final.pt``, ``heatmap_<layer>.png`` and finally ``summary.json``.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import importlib
 import inspect
 import logging
 import shlex
@@ -40,6 +42,7 @@ from experiments.logging import (
     git_commit,
 )
 from experiments.models import create_model, get_builder
+from experiments.schedulers import TimmSchedule, create_schedule
 from experiments.train import (
     CHECKPOINT_NAME,
     fit,
@@ -120,8 +123,8 @@ def select_watch(model: nn.Module, patterns: list[str], model_name: str) -> dict
     return {name: layers[name] for name in layers if name in selected}
 
 
-def _import_timm_optim() -> Any:
-    """``timm.optim``, imported without letting timm pull in wandb.
+def _import_timm(module: str) -> Any:
+    """``import <module>`` for a timm submodule without letting timm pull in wandb.
 
     timm's utilities import wandb when it is installed (only for timm's own summary helpers, which
     we never use); hiding it keeps ``logger=none`` free of wandb. A later ``import wandb`` works.
@@ -130,9 +133,7 @@ def _import_timm_optim() -> Any:
     if hidden:
         sys.modules["wandb"] = None  # type: ignore[assignment]
     try:
-        import timm.optim
-
-        return timm.optim
+        return importlib.import_module(module)
     finally:
         if hidden and sys.modules.get("wandb", 0) is None:
             del sys.modules["wandb"]
@@ -149,7 +150,7 @@ def _base_optimizer(rc: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     # timm's "sgd" is Nesterov SGD; its "momentum" is the classical heavy-ball SGD.
     timm_name = ("sgd" if o.nesterov else "momentum") if o.name == "sgd" else o.name
     try:
-        timm_optim = _import_timm_optim()
+        timm_optim = _import_timm("timm.optim")
     except ImportError:
         timm_optim = None
     if timm_optim is not None:
@@ -199,15 +200,35 @@ def build_optimizer(
     return optimizer, base
 
 
-def build_scheduler(rc: RunConfig, base: torch.optim.Optimizer) -> Any | None:
-    """The per-epoch lr scheduler (on the base optimizer, whose param groups KO shares)."""
+def build_scheduler(
+    rc: RunConfig, base: torch.optim.Optimizer, steps_per_epoch: int | None = None
+) -> TimmSchedule | None:
+    """The lr schedule on the base optimizer (whose param groups KO shares), or None.
+
+    Built by timm's factory (:func:`experiments.schedulers.create_schedule`); ``steps_per_epoch``
+    (optimizer updates per epoch, i.e. training batches per process) is needed when
+    ``scheduler.interval=step``.
+    """
     s = rc.scheduler
-    if s.name == "cosine":
-        t_max = s.t_max or rc.trainer.epochs
-        return torch.optim.lr_scheduler.CosineAnnealingLR(base, T_max=t_max, eta_min=s.eta_min)
-    if s.name == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(base, milestones=s.milestones, gamma=s.gamma)
-    return None
+    if s.name == "none" and s.warmup_epochs == 0:
+        return None  # constant lr; timm is not even imported
+    if s.interval == "step" and steps_per_epoch is None:
+        raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
+    _import_timm("timm.scheduler")
+    return create_schedule(
+        base,
+        s.name,
+        epochs=rc.trainer.epochs,
+        interval=s.interval,
+        steps_per_epoch=steps_per_epoch,
+        t_max=s.t_max,
+        eta_min=s.eta_min,
+        milestones=s.milestones,
+        gamma=s.gamma,
+        warmup_epochs=s.warmup_epochs,
+        warmup_lr=s.warmup_lr,
+        warmup_prefix=s.warmup_prefix,
+    )
 
 
 def _loss_and_metrics(loss: str) -> tuple[nn.Module, dict[str, Any]]:
@@ -312,7 +333,6 @@ def run(cfg: DictConfig) -> float:
         model = model.to(memory_format=torch.channels_last)
     watch = select_watch(model, rc.trainer.watch, rc.model.name)
     optimizer, base = build_optimizer(rc, model)
-    scheduler = build_scheduler(rc, base)
     ddp_kwargs: dict[str, Any] = {}
     if dist_info.enabled:
         # The loop trains the plain module (names, checkpoints and metrics stay those of the
@@ -344,6 +364,8 @@ def run(cfg: DictConfig) -> float:
         test_data = TensorBatches(data.x_test, data.y_test, rc.trainer.batch_size, shuffle=False)
         loss_fn, metric_fns = _loss_and_metrics(data.loss)
         eval_loss_fn = loss_fn
+    # After the loaders: a per-update schedule needs their length (batches per process).
+    scheduler = build_scheduler(rc, base, steps_per_epoch=len(train_data))
 
     config = resolved_config(cfg, rc)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -371,6 +393,7 @@ def run(cfg: DictConfig) -> float:
             eval_loss_fn=eval_loss_fn,
             epochs=rc.trainer.epochs,
             scheduler=scheduler,
+            scheduler_interval=rc.scheduler.interval,
             device=device,
             watch=watch,
             metric_fns=metric_fns,

@@ -8,7 +8,8 @@
     collision_rate.<site>                                  for each other collision site
 
 appending each record to ``<run_dir>/metrics.jsonl`` and to an external logger. A record with
-``epoch=0`` describes the initial model (no training loss, no time).
+``epoch=0`` describes the initial model (no training loss, no time). ``lr`` is the learning rate of
+the epoch's first optimizer step (param group 0), also when the schedule changes it every step.
 
 Collision rates come from a KO hard-collision optimizer (``collision_rates`` after each step) and
 from KITINet modules (``last_collision_rate`` after each training forward), averaged over the

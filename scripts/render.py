@@ -8,6 +8,7 @@ Usage (from the repository root)::
     python scripts/render.py ko-fig3 --runs multirun/ko_table1 --out results/ko_table1
     python scripts/render.py ko-table45 --runs multirun/ko_table1 --out results/ko_table45
     python scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
+    python scripts/render.py ko-table2 --runs multirun/ko_table2 --out results/ko_table2
 
 Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``,
 plus ``weights_final.pt`` for heat maps), aggregates over seeds and writes ``README.md`` (and
@@ -1021,6 +1022,90 @@ def render_sweep(runs: Path, out: Path, command: str) -> list[Path]:
     return [path]
 
 
+# --------------------------------------------------------------------------- KO Table 2
+
+# timm architectures (config model.model_name) and base optimizers -> the paper's row names.
+KO_TABLE2_ARCHS = {
+    "resnet50": "ResNet50",
+    "convnext_tiny": "ConvNext_Tiny",
+    "convnext_small": "ConvNext_Small",
+}
+KO_TABLE2_BASES = {"lamb": "Lamb", "adamw": "AdamW"}
+KO_TABLE2_COLLISIONS = {"soft": "S.C.", "hard": "H.C."}
+# Our metric (summary key, a fraction) -> the paper's column.
+KO_TABLE2_METRICS = {"test_top1": "T-1 ACC.(%)", "test_top5": "T-5 ACC.(%)"}
+
+
+def _ko_table2_row(run: pd.Series) -> str:
+    """``ResNet50+Lamb`` / ``ConvNext_Tiny+S.C.``: the paper's row name of a run."""
+    arch = run.get("model.model_name")
+    arch = run.get("model.name") if _is_missing(arch) else arch
+    arch_label = KO_TABLE2_ARCHS.get(str(arch).lower(), str(arch))
+    collision = _collision(run.get("collision.name"))
+    if collision in KO_TABLE2_COLLISIONS:
+        return f"{arch_label}+{KO_TABLE2_COLLISIONS[collision]}"
+    optimizer = str(run.get("optimizer.name", "missing")).lower()
+    return f"{arch_label}+{KO_TABLE2_BASES.get(optimizer, optimizer)}"
+
+
+def render_ko_table2(runs: Path, out: Path, command: str) -> list[Path]:
+    """KO Table 2: ImageNet-1K top-1 / top-5 (%) of ResNet50 + LAMB and ConvNeXt-T/S + AdamW, each
+    with {none, S.C., H.C.}, beside the paper's cells."""
+    df = _collect(runs)
+    df["row"] = df.apply(_ko_table2_row, axis=1)
+    for metric in KO_TABLE2_METRICS:
+        values = df[metric] if metric in df else pd.Series(math.nan, index=df.index)
+        df[metric] = 100.0 * pd.to_numeric(values, errors="coerce")  # the runner logs fractions
+    rates = _rate_columns(df)
+    df["collision_rate"] = (
+        df[rates].apply(pd.to_numeric, errors="coerce").mean(axis=1) if rates else math.nan
+    )
+    by = ["row"]
+    agg = tables.aggregate(df, by, [*KO_TABLE2_METRICS, "collision_rate"])
+    paper = tables.load_paper_tables()
+    rows = _ordered(df["row"].unique(), list(paper["ko"]["table2"]["rows"]))
+
+    acc_rows, rate_rows = [], []
+    for row in rows:
+        cells = [row]
+        for metric, column in KO_TABLE2_METRICS.items():
+            value = tables.paper_value("ko", "table2", row, column, tables=paper)
+            cells += [tables.ours_cell(agg, (row,), metric), tables.format_paper(value)]
+        acc_rows.append(cells)
+        variant = row.rsplit("+", 1)[-1]
+        collision = {label: name for name, label in KO_TABLE2_COLLISIONS.items()}.get(variant)
+        rate_rows.append([row, _rate_cell(agg, (row,), collision or "none")])
+    headers = ["model"] + [
+        f"{column} {who}" for column in KO_TABLE2_METRICS.values() for who in ("(ours)", "(paper)")
+    ]
+    acc_table = tables.markdown_table(headers, acc_rows)
+    rate_table = tables.markdown_table(["model", "collision rate"], rate_rows)
+    header = tables.provenance_header(command, df, runs_root=str(runs))
+    body = f"""# KO Table 2: ImageNet-1K accuracy with soft and hard collision
+
+Setting (SPEC §3, `configs/experiment/ko_table2_*.yaml`): timm ResNet50 with the "ResNet strikes
+back" A2 recipe (LAMB, BCE, RandAugment, Mixup / CutMix, 300 epochs) and ConvNeXt-T/S with the
+ConvNeXt recipe (AdamW, 300 epochs); 224 px; S.C. / H.C. collide the gradient of the classifier
+(each run's `collision.coll_coef`; the paper gives none).
+Cells: final-epoch validation top-1 / top-5 accuracy in %, mean ± std over seeds (n = runs); the
+paper prints one number per cell. "missing" = no run produced that cell.
+
+## Accuracy (%)
+
+{acc_table}
+
+## Collision rate
+
+Accepted / all pairs of the collided classifier, averaged over the final epoch's steps, then over
+seeds (not in the paper; hard collision only: soft collision does not select pairs).
+
+{rate_table}
+
+{_mixed_note(df, by)}"""
+    readme = tables.write_markdown(out / "README.md", header, body)
+    return [readme]
+
+
 # --------------------------------------------------------------------------- CLI
 
 RENDERERS: dict[str, Callable[[Path, Path, str], list[Path]]] = {
@@ -1032,6 +1117,7 @@ RENDERERS: dict[str, Callable[[Path, Path, str], list[Path]]] = {
     "ko-fig3": render_ko_fig3,
     "kitinet-table3": render_kitinet_table3,
     "kitinet-table7-resnet": render_kitinet_table7_resnet,
+    "ko-table2": render_ko_table2,
     "sweep": render_sweep,
 }
 

@@ -42,10 +42,11 @@ def build_all(cfg: DictConfig) -> None:
     model = build_model(rc, torch.device("cpu"))
     select_watch(model, rc.trainer.watch, rc.model.name)
     _, base = build_optimizer(rc, model)
-    build_scheduler(rc, base)
-    if "num_classes" in inspect.signature(get_builder(rc.model.name)).parameters:  # image model
+    build_scheduler(rc, base, steps_per_epoch=3)
+    params = inspect.signature(get_builder(rc.model.name)).parameters
+    if "num_classes" in params:  # image model; without data it has the builder's class count
         out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
-        assert out.shape == (2, rc.model.kwargs.get("num_classes", 10))
+        assert out.shape == (2, rc.model.kwargs.get("num_classes", params["num_classes"].default))
         return
     in_features = rc.model.kwargs.get("in_features", 5)
     out = model(torch.randn(4, in_features))

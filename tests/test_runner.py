@@ -247,8 +247,16 @@ class _Killed(Exception):
         ["model=kitinet_fc", "collision=kitinet", "scheduler=cosine"],
         # KO hard collision draws from the optimizer's own generator; SGD momentum state.
         ["collision=hard", "optimizer=sgd", "optimizer.lr=0.05"],
+        # timm's warm-up + cosine, updated after every optimizer step (the ImageNet recipes).
+        [
+            "scheduler=cosine",
+            "scheduler.interval=step",
+            "scheduler.warmup_epochs=2",
+            "scheduler.warmup_lr=1e-5",
+            "scheduler.eta_min=1e-5",
+        ],
     ],
-    ids=["kitinet", "ko_hard"],
+    ids=["kitinet", "ko_hard", "warmup_cosine_per_step"],
 )
 def test_killed_and_resumed_run_ends_with_the_uninterrupted_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: list[str]

@@ -3,6 +3,7 @@ external logger's run id in checkpoints (a resumed job continues its W&B run).""
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -78,8 +79,11 @@ def test_channels_last_gives_the_same_training_up_to_rounding() -> None:
 def test_peak_memory_sees_an_allocation_and_resets_between_intervals() -> None:
     memory = PeakMemory(torch.device("cpu"))
     memory.reset()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
-    del block
+    # A fresh anonymous mapping, touched page by page: always new resident pages (a tensor could
+    # reuse heap memory that earlier tests freed but the allocator kept resident).
+    block = mmap.mmap(-1, 64 * 2**20)
+    block.write(b"\1" * len(block))
+    block.close()
     with_block = memory.peak_mb()
     memory.reset()
     without = memory.peak_mb()
