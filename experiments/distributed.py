@@ -5,18 +5,33 @@ each calls :func:`init_distributed`, which reads ``RANK`` / ``WORLD_SIZE`` / ``L
 joins the process group (NCCL on GPUs, gloo on CPU). Without those variables nothing happens and
 the run is an ordinary single process. Pass ``hydra.run.dir`` explicitly: every rank must agree
 on the run directory (Hydra's default name has a timestamp that may differ by a second).
+
+SLURM (``hydra/launcher=submitit_slurm`` with ``tasks_per_node`` > 1, or ``srun``) starts one
+task per rank but sets only SLURM's variables; :func:`slurm_environment` translates them
+(``SLURM_PROCID`` -> ``RANK``, ``SLURM_NTASKS`` -> ``WORLD_SIZE``, ``SLURM_LOCALID`` ->
+``LOCAL_RANK``, the job's first node -> ``MASTER_ADDR``, a port from the job id ->
+``MASTER_PORT``) when torchrun's are absent.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "cleanup_distributed", "init_distributed", "replicas_identical"]
+__all__ = [
+    "DistInfo",
+    "cleanup_distributed",
+    "first_slurm_host",
+    "init_distributed",
+    "replicas_identical",
+    "slurm_environment",
+]
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,44 @@ class DistInfo:
         return self.rank == 0
 
 
+def first_slurm_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: ``"gpu[07-09,12],cpu1"`` -> ``"gpu07"``."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not match:
+        raise ValueError(f"cannot read the SLURM node list {nodelist!r}")
+    prefix, ranges = match.groups()
+    if ranges is None:
+        return prefix
+    return prefix + re.split(r"[-,]", ranges)[0]  # keeps zero padding ("07")
+
+
+def slurm_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """torchrun's variables derived from a multi-task SLURM job's, or {} when there is nothing to
+    derive (torchrun's already set, not SLURM, or a single task)."""
+    if "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in env:
+        return {}
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist and "MASTER_ADDR" not in env:
+        raise RuntimeError("a multi-task SLURM job without SLURM_JOB_NODELIST: set MASTER_ADDR")
+    derived = {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": env["SLURM_NTASKS"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "MASTER_ADDR": env.get("MASTER_ADDR") or first_slurm_host(nodelist or ""),
+        # one port per job, so two jobs sharing a node do not collide
+        "MASTER_PORT": env.get("MASTER_PORT")
+        or str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000),
+    }
+    return derived
+
+
 def init_distributed(device_spec: str) -> tuple[DistInfo, str]:
-    """Join torchrun's process group if launched by it; return the info and the device to use.
+    """Join the process group when launched by torchrun (or a multi-task SLURM job); return the
+    info and the device to use.
 
     On CUDA each rank takes ``cuda:<LOCAL_RANK>``; on CPU the gloo backend is used.
     """
+    os.environ.update(slurm_environment(os.environ))
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo(), device_spec
     info = DistInfo(

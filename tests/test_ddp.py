@@ -86,3 +86,29 @@ def test_ddp_replicas_stay_bit_identical_with_hard_collisions(tmp_path):
         assert results["shared_seed"]["rate_sum"] > 0, "no collision happened: the test is vacuous"
         # Power check: with different gadget seeds per rank the replicas do drift apart.
         assert not results["seed_per_rank"]["identical"], rank
+
+
+def test_slurm_tasks_become_torchrun_ranks() -> None:
+    from experiments.distributed import first_slurm_host, slurm_environment
+
+    assert first_slurm_host("gpu[07-09,12],cpu1") == "gpu07"
+    assert first_slurm_host("node3,node4") == "node3"
+    assert first_slurm_host("a[1,3]") == "a1"
+    slurm = {
+        "SLURM_NTASKS": "8",
+        "SLURM_PROCID": "5",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-10]",
+        "SLURM_JOB_ID": "123456",
+    }
+    assert slurm_environment(slurm) == {
+        "RANK": "5",
+        "WORLD_SIZE": "8",
+        "LOCAL_RANK": "1",
+        "MASTER_ADDR": "gpu07",
+        "MASTER_PORT": str(20000 + 123456 % 20000),
+    }
+    assert slurm_environment({**slurm, "MASTER_PORT": "29500"})["MASTER_PORT"] == "29500"
+    assert slurm_environment({**slurm, "WORLD_SIZE": "8", "RANK": "5"}) == {}  # torchrun's win
+    assert slurm_environment({**slurm, "SLURM_NTASKS": "1"}) == {}  # one task: no DDP
+    assert slurm_environment({}) == {}
