@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import importlib
 import inspect
 import logging
 import shlex
@@ -28,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from experiments._timm import import_timm
 from experiments.config import ConfigError, RunConfig, validate
 from experiments.data import TensorBatches, create_dataset
 from experiments.distributed import cleanup_distributed, init_distributed, replicas_identical
@@ -123,22 +123,6 @@ def select_watch(model: nn.Module, patterns: list[str], model_name: str) -> dict
     return {name: layers[name] for name in layers if name in selected}
 
 
-def _import_timm(module: str) -> Any:
-    """``import <module>`` for a timm submodule without letting timm pull in wandb.
-
-    timm's utilities import wandb when it is installed (only for timm's own summary helpers, which
-    we never use); hiding it keeps ``logger=none`` free of wandb. A later ``import wandb`` works.
-    """
-    hidden = "wandb" not in sys.modules
-    if hidden:
-        sys.modules["wandb"] = None  # type: ignore[assignment]
-    try:
-        return importlib.import_module(module)
-    finally:
-        if hidden and sys.modules.get("wandb", 0) is None:
-            del sys.modules["wandb"]
-
-
 def _base_optimizer(rc: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     o = rc.optimizer
     extra: dict[str, Any] = {}
@@ -150,7 +134,7 @@ def _base_optimizer(rc: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     # timm's "sgd" is Nesterov SGD; its "momentum" is the classical heavy-ball SGD.
     timm_name = ("sgd" if o.nesterov else "momentum") if o.name == "sgd" else o.name
     try:
-        timm_optim = _import_timm("timm.optim")
+        timm_optim = import_timm("timm.optim")
     except ImportError:
         timm_optim = None
     if timm_optim is not None:
@@ -214,7 +198,6 @@ def build_scheduler(
         return None  # constant lr; timm is not even imported
     if s.interval == "step" and steps_per_epoch is None:
         raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
-    _import_timm("timm.scheduler")
     return create_schedule(
         base,
         s.name,

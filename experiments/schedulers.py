@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from experiments._timm import import_timm
 from experiments.config import SCHEDULER_INTERVALS
 
 __all__ = ["TimmSchedule", "cosine_epochs", "create_schedule"]
@@ -127,6 +128,7 @@ def create_schedule(
         ticks = steps_per_epoch
     else:
         ticks = 1
+    import_timm("timm.scheduler")  # the first timm import hides wandb (experiments/_timm.py)
     from timm.scheduler import create_scheduler_v2
 
     common: dict[str, Any] = {

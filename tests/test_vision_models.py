@@ -270,3 +270,20 @@ def test_timm_builder_offline() -> None:
     model = create_model("timm_model", model_name="resnet18", num_classes=10)
     assert model.get_classifier().out_features == 10
     assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_timm_models_and_data_do_not_import_wandb() -> None:
+    """timm imports wandb when it can; our timm imports hide it (experiments/_timm.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from experiments.models import create_model\n"
+        "from experiments.vision.data import ClassificationLoss\n"
+        "create_model('timm_model', model_name='test_resnet', num_classes=3)\n"
+        "ClassificationLoss(0.1, bce=True)\n"
+        "assert 'timm' in sys.modules and 'wandb' not in sys.modules, 'wandb imported'\n"
+        "import wandb  # still importable afterwards, for logger=wandb\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

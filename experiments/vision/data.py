@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, Subset
 from torch.utils.data._utils.collate import default_collate
 
+from experiments._timm import import_timm
 from experiments.config import ConfigError
 from experiments.data import register_dataset
 
@@ -135,6 +136,7 @@ class ClassificationLoss(nn.Module):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1)")
+        import_timm("timm.loss")  # the first timm import hides wandb (experiments/_timm.py)
         from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 
         self.label_smoothing = label_smoothing
@@ -771,6 +773,7 @@ def imagenet(
     "rand-m9-mstd0.5-inc1"``, ``mixup_alpha=0.8``, ``cutmix_alpha=1.0``, ``label_smoothing=0.1``,
     ``re_prob=0.25``.
     """
+    import_timm("timm.data")  # the first timm import hides wandb (experiments/_timm.py)
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
     from timm.data import create_dataset as timm_dataset
 

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from experiments._timm import import_timm
 from experiments.config import ConfigError
 from experiments.models import PlainResidual, make_activation, register_model
 from kinetics import KITINet
@@ -517,6 +518,6 @@ def timm_model(
     keyword arguments (``drop_path_rate``, ``in_chans``, ...) go to timm. ``pretrained=True``
     downloads weights from the Hugging Face hub.
     """
-    import timm  # imported on use: it is slow to import and only these models need it
-
+    # imported on use: it is slow to import and only these models need it
+    timm = import_timm()
     return timm.create_model(model_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
