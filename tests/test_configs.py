@@ -202,6 +202,7 @@ LAUNCHERS = sorted(f.stem for f in (CONFIG_DIR / "hydra" / "launcher").glob("*.y
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
+@pytest.mark.filterwarnings(r"ignore:\s*'hydra/launcher/\w+' is validated against ConfigStore")
 def test_launcher_configs_compose_to_an_importable_launcher(launcher: str) -> None:
     from hydra.utils import get_class
 
