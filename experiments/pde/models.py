@@ -555,8 +555,28 @@ class OFormer(nn.Module):
                     f"model.dim={dim}; allowed: {', '.join(map(str, _divisors(dim)))}"
                 )
 
-    def forward(self, values: Tensor, coords: Tensor, query_coords: Tensor | None = None) -> Tensor:
-        """Predict ``out_channels`` values at ``query_coords`` (default ``coords``)."""
+    def forward(
+        self,
+        values: Tensor | Sequence[Tensor],
+        coords: Tensor | None = None,
+        query_coords: Tensor | None = None,
+    ) -> Tensor:
+        """Predict ``out_channels`` values at ``query_coords`` (default ``coords``).
+
+        ``values`` may also be the tuple ``(values, coords)`` or ``(values, coords, query_coords)``:
+        the shared training loop calls ``model(inputs)`` with one batch object.
+        """
+        if isinstance(values, tuple | list):
+            if coords is not None or not 2 <= len(values) <= 3:
+                raise TypeError(
+                    "pass (values, coords[, query_coords]) either as one tuple or as arguments"
+                )
+            values, coords, *rest = values
+            query_coords = rest[0] if rest else None
+        if coords is None:
+            raise TypeError(
+                "OFormer needs coords: model(values, coords) or model((values, coords))"
+            )
         if values.dim() != 3 or values.shape[-1] != self.in_channels:
             raise ValueError(
                 f"values must be (batch, points, {self.in_channels}), got {tuple(values.shape)}"
