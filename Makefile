@@ -148,7 +148,7 @@ ifneq ($(RENDER_ONLY),1)
 endif
 	$(PY) scripts/render.py kitinet-fig2 --runs multirun/kitinet_pde --out results/kitinet_fig2
 
-mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~35 min here (RENDER_ONLY=1) -> results/mini_pde/
+mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~25 min here (RENDER_ONLY=1) -> results/mini_pde/
 ifneq ($(RENDER_ONLY),1)
 	test -f $(PDE_DATA)/burgers_256.json || $(PY) scripts/generate_pde.py burgers --n 600 --resolutions 256 --threads 1 --out $(PDE_DATA)/burgers_256.pt
 	$(PY) run.py --multirun experiment=mini_pde seed=$(SEEDS) hydra.sweep.dir=multirun/mini_pde/mini_pde $(HYDRA_ARGS)

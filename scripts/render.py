@@ -1283,6 +1283,22 @@ The paper: "the degree of condensation increased among most layers" (5 of its 6 
     return [readme]
 
 
+def _config_values(df: pd.DataFrame, key: str) -> str:
+    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none)."""
+    if key not in df or not len(df):
+        return tables.MISSING
+    values = []
+    for value in df[key]:
+        text = (
+            tables.MISSING
+            if _is_missing(value)
+            else str(list(value) if isinstance(value, tuple) else value)
+        )
+        if text not in values:
+            values.append(text)
+    return " / ".join(values)
+
+
 def render_mini_pde(runs: Path, out: Path, command: str) -> list[Path]:
     """`make mini-pde`: CPU-scale Table 4 (Burgers, FNO vs KITI-FNO) + a collision_heads sweep."""
     df = _pde_runs(runs)
@@ -1293,27 +1309,47 @@ def render_mini_pde(runs: Path, out: Path, command: str) -> list[Path]:
     figure = out / "mini_pde_heads.png"
     _fig2_figure(df, [MINI_PDE_PANEL], figure, header)
     wall = pd.to_numeric(df.get("wall_time", pd.Series(dtype=float)), errors="coerce").sum()
+
+    def used(key: str, frame: pd.DataFrame = table4) -> str:
+        """The value(s) of a config key in the runs ("missing" without runs)."""
+        return _config_values(frame, key)
+
+    kiti = table4[table4["kiti"]]
+    setting = "\n".join(
+        [
+            "- data: Burgers' equation (the paper's generator: nu = 0.1, u0 ~ N(0, "
+            f"625(-Δ+25I)^-2), solved at 8192 points) at **{used('dataset.train_resolution')} "
+            f"points**, {used('dataset.n_train')} train / {used('dataset.n_test')} test samples;",
+            f"- model: FNO-1D, width {used('model.width')}, modes {used('model.modes')}, "
+            f"{used('model.n_layers')} layers;",
+            f"- training: Adam lr {used('optimizer.lr')}, wd {used('optimizer.weight_decay')}, "
+            f"lr x{used('scheduler.gamma')} after epochs {used('scheduler.milestones')}, batch "
+            f"{used('trainer.batch_size')}, **{used('trainer.epochs')} epochs**, relative-L2 loss;",
+            "- KITI-FNO: KITINet in every Fourier layer, coll_coef "
+            f"{used('collision.coll_coef', kiti)}, collision_heads "
+            f"{used('collision.collision_heads', kiti)} (= width: one particle per grid point).",
+        ]
+    )
     body = f"""# mini-pde: KITINet Table 4 (Burgers) and Fig. 2(a) at CPU scale
 
-Setting (`configs/experiment/mini_pde.yaml`, `mini_pde_heads.yaml`): Burgers' equation (the paper's
-generator: nu = 0.1, u0 ~ N(0, 625(-Δ+25I)^-2), solved at 8192 points) at **256 points**, 500 train
-/ 100 test samples; FNO-1D width 32, modes 16, 4 layers; Adam lr 1e-3, wd 1e-4, x0.5 every 6 epochs,
-batch 20, **30 epochs**, relative-L2 loss. KITI-FNO: KITINet in every Fourier layer, coll_coef 0.2,
-collision_heads 32 (one particle per grid point: N = 256 particles of 32 dimensions). The paper's
-setting is 1000 samples at 1024 points, width 64, 1000 epochs: the paper columns are shown for
-reference, not as a target at this scale. Cells: mean ± std over seeds (n = runs). Sum of the
+Setting (`configs/experiment/mini_pde.yaml`, `mini_pde_heads.yaml`; values read from the runs):
+
+{setting}
+
+The paper's setting is 1000 samples at 1024 points, width 64, 1000 epochs: its columns are shown
+for reference, not as a target at this scale. Cells: mean ± std over seeds (n = runs). Sum of the
 runs' wall times: {tables.format_number(wall / 60.0, 3)} min (data generation not included).
 
 {_no_runs_note(df, runs)}
 {_table4_section(table4, ["burgers"], paper)}
-## Collision rate per layer (KITI-FNO, collision_heads 32)
+## Collision rate per layer (KITI-FNO)
 
 {_rate_section(table4, _pde_row_label)}
 
 ## collision_heads sweep (Fig. 2(a) at CPU scale)
 
-collision_heads h gives N = 8192 / h particles of h dimensions per sample; h = 32 is the KITI-FNO
-row above (3 seeds), 64-256 ran with seed 0 only (`mini_pde_heads`).
+collision_heads h gives N = width x points / h particles of h dimensions per sample; the smallest
+h is the KITI-FNO row above (all seeds), the others ran with one seed (`mini_pde_heads`).
 
 ![collision_heads sweep](mini_pde_heads.png)
 
