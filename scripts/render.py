@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from experiments import tables
+from experiments.logging import atomic_write_json
 from kinetics.metrics import max_offdiag_abs_cos, plot_cosine_heatmap, rho
 
 # KO Fig. 2: rows of the grid (config collision.name -> label) and columns (model.activation).
@@ -1120,7 +1121,8 @@ def _fig2_x_label(panel: Fig2Panel, x: float) -> str:
 def _fig2_figure(
     df: pd.DataFrame, panels: Sequence[Fig2Panel], path: Path, provenance: str
 ) -> None:
-    """One subplot per panel: KITI-FNO test MSE (mean ± std) vs the knob, vanilla dashed."""
+    """One subplot per panel: KITI-FNO test MSE (mean ± std) vs the knob; vanilla FNO dashed,
+    with its ± std band over seeds."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
@@ -1140,9 +1142,10 @@ def _fig2_figure(
         else:
             ax.text(0.5, 0.5, tables.MISSING, ha="center", va="center", transform=ax.transAxes)
         if (0,) in base.index and base.loc[(0,), ("mse", "n")] > 0:
-            ax.axhline(
-                base.loc[(0,), ("mse", "mean")], color="tab:red", linestyle="--", label="FNO"
-            )
+            mean, std = base.loc[(0,), ("mse", "mean")], base.loc[(0,), ("mse", "std")]
+            ax.axhline(mean, color="tab:red", linestyle="--", label="FNO (± std band)")
+            if not math.isnan(std):
+                ax.axhspan(mean - std, mean + std, color="tab:red", alpha=0.12)
         if panel.log2:
             ax.set_xscale("log", base=2)
             ax.set_xlim(min(values) / 1.5, max(values) * 1.5)
@@ -1299,6 +1302,37 @@ def _config_values(df: pd.DataFrame, key: str) -> str:
     return " / ".join(values)
 
 
+# Per-run keys of a committed runs.json (small: no histories, no weights).
+_RUN_SUMMARY_KEYS = (
+    "experiment_name",
+    "seed",
+    "collision.name",
+    "collision.collision_heads",
+    "collision.coll_coef",
+    "test_mse",
+    "test_rel_l2",
+    "test_rmse",
+    "train_loss",
+    "wall_time",
+    "git_commit",
+)
+
+
+def _run_summaries(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """One small record per run (config keys, final metrics, collision rates), sorted by dir."""
+    records = []
+    for _, run in df.sort_values("run_dir").iterrows():
+        record = {"run_dir": str(run["run_dir"])}
+        keys = [*_RUN_SUMMARY_KEYS, *sorted(_rate_columns(df), key=_natural_key)]
+        for key in keys:
+            value = run.get(key)
+            record[key] = None if _is_missing(value) else value
+        if not run["kiti"]:
+            record = {k: v for k, v in record.items() if not k.startswith("collision_rate.")}
+        records.append(record)
+    return records
+
+
 def render_mini_pde(runs: Path, out: Path, command: str) -> list[Path]:
     """`make mini-pde`: CPU-scale Table 4 (Burgers, FNO vs KITI-FNO) + a collision_heads sweep."""
     df = _pde_runs(runs)
@@ -1357,7 +1391,9 @@ h is the KITI-FNO row above (all seeds), the others ran with one seed (`mini_pde
 
 {_mixed_note(table4, ["data", "kiti"])}"""
     readme = tables.write_markdown(out / "README.md", header, body)
-    return [figure, readme]
+    summary = out / "runs.json"
+    atomic_write_json(summary, _run_summaries(df))
+    return [figure, readme, summary]
 
 
 # --------------------------------------------------------------------------- CLI

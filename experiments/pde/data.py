@@ -256,9 +256,9 @@ def _load(
     return tensors, meta
 
 
-def _split(field: Tensor, n_train: int, n_test: int) -> tuple[Tensor, Tensor]:
+def _split(samples: Tensor, n_train: int, n_test: int) -> tuple[Tensor, Tensor]:
     """First ``n_train`` samples, last ``n_test`` samples (contiguous float32 copies)."""
-    return field[:n_train].float().contiguous(), field[-n_test:].float().contiguous()
+    return samples[:n_train].float().contiguous(), samples[-n_test:].float().contiguous()
 
 
 def _check_window(t_in: int, t_out: int) -> None:
