@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -146,6 +146,64 @@ else
 endif
 endif
 	$(PY) scripts/render.py ko-table2 --runs multirun/ko_table2 --out results/ko_table2
+
+# --- KITINet PDE: Tables 4, 6, 7 and Fig. 2 / Fig. 6 (GPU-scale: 1000 epochs of FNO; mini-pde is the
+# CPU-scale one). Every row runs into multirun/kitinet_pde/<row> and each renderer picks its rows there:
+# Table 6's "update" rows are Table 4's KITI rows, Fig. 2's dashed baselines Table 4's FNO rows, so run
+# table-kitinet-4 first. Rows are the experiment files (new kitinet_table4_* files join automatically).
+# A killed row continues with HYDRA_ARGS=resume=auto (same SEEDS: jobs are numbered in sweep order).
+PDE_DATA := $(if $(KINETICS_DATA_DIR),$(KINETICS_DATA_DIR),data)/pde
+PDE_DEVICE ?= cpu
+pde_rows = $(sort $(basename $(notdir $(wildcard configs/experiment/$(1).yaml))))
+KITINET_TABLE4_ROWS = $(call pde_rows,kitinet_table4_*)
+KITINET_TABLE6_ROWS = $(call pde_rows,kitinet_table6_*)
+KITINET_FIG2_ROWS = $(call pde_rows,kitinet_fig2*)
+define run_pde_rows
+	set -e; for row in $(1); do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_pde/$$row $(HYDRA_ARGS); \
+	done
+endef
+
+pde-data: $(STAMP)  ## generate the missing paper-sized PDE data sets: Burgers ~2 min, Heat <1 min, NS ~5 h on 2 CPU cores (PDE_DEVICE=cuda on a GPU) -> data/pde/
+	test -f $(PDE_DATA)/burgers.json || $(PY) scripts/generate_pde.py burgers --n 1100 --resolutions 1024 --out $(PDE_DATA)/burgers.pt
+	test -f $(PDE_DATA)/heat.json || $(PY) scripts/generate_pde.py heat --n 1200 --resolutions 64 32 --out $(PDE_DATA)/heat.pt
+	test -f $(PDE_DATA)/navier_stokes.json || $(PY) scripts/generate_pde.py ns --n 1200 --resolutions 64 32 --device $(PDE_DEVICE) --out $(PDE_DATA)/navier_stokes.pt
+
+table-kitinet-4: $(STAMP)  ## KITINet Table 4: FNO vs KITI-FNO on Burgers, NS, Heat (MSE), GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table4/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) pde-data
+	$(call run_pde_rows,$(KITINET_TABLE4_ROWS))
+endif
+	$(PY) scripts/render.py kitinet-table4 --runs multirun/kitinet_pde --out results/kitinet_table4
+
+table-kitinet-6: $(STAMP)  ## KITINet Table 6: KITI-FNO without position update (needs table-kitinet-4's KITI rows), GPU-scale (RENDER_ONLY=1) -> results/kitinet_table6/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) pde-data
+	$(call run_pde_rows,$(KITINET_TABLE6_ROWS))
+endif
+	$(PY) scripts/render.py kitinet-table6 --runs multirun/kitinet_pde --out results/kitinet_table6
+
+table-kitinet-7: $(STAMP)  ## KITINet Table 7: rho per FNO layer on NS, FNO vs KITI-FNO, GPU-scale (RENDER_ONLY=1) -> results/kitinet_table7/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) pde-data
+	$(call run_pde_rows,kitinet_table7_ns)
+endif
+	$(PY) scripts/render.py kitinet-table7 --runs multirun/kitinet_pde --out results/kitinet_table7
+
+figure-kitinet-fig2: $(STAMP)  ## KITINet Fig. 2(a) collision_heads (Burgers), 2(b)/Fig. 6 coll_coef (Heat/NS), GPU-scale (RENDER_ONLY=1) -> results/kitinet_fig2/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) pde-data
+	$(call run_pde_rows,$(KITINET_FIG2_ROWS))
+endif
+	$(PY) scripts/render.py kitinet-fig2 --runs multirun/kitinet_pde --out results/kitinet_fig2
+
+mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~25 min here (RENDER_ONLY=1) -> results/mini_pde/
+ifneq ($(RENDER_ONLY),1)
+	test -f $(PDE_DATA)/burgers_256.json || $(PY) scripts/generate_pde.py burgers --n 600 --resolutions 256 --threads 1 --out $(PDE_DATA)/burgers_256.pt
+	$(PY) run.py --multirun experiment=mini_pde seed=$(SEEDS) hydra.sweep.dir=multirun/mini_pde/mini_pde $(HYDRA_ARGS)
+	$(PY) run.py --multirun experiment=mini_pde_heads seed=0 hydra.sweep.dir=multirun/mini_pde/mini_pde_heads $(HYDRA_ARGS)
+endif
+	$(PY) scripts/render.py mini-pde --runs multirun/mini_pde --out results/mini_pde
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

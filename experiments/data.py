@@ -147,6 +147,8 @@ class TensorBatches:
             yield self.x[idx], self.y[idx]
 
 
-# The image data sets (experiments/vision/data.py) register themselves with `register_dataset` when
-# imported; importing them here makes the registry the same whichever module is imported first.
+# The image and PDE data sets (experiments/vision/data.py, experiments/pde/data.py) register
+# themselves with `register_dataset` when imported; importing them here makes the registry the same
+# whichever module is imported first.
+import experiments.pde.data  # noqa: E402
 import experiments.vision.data  # noqa: E402, F401

@@ -304,6 +304,8 @@ def skipnet(
     return model
 
 
-# The vision models (experiments/vision/models.py) register themselves with `register_model` when
-# imported; importing them here makes the registry the same whichever module is imported first.
+# The vision models and the PDE neural operators (experiments/vision/models.py,
+# experiments/pde/models.py) register themselves with `register_model` when imported; importing
+# them here makes the registry the same whichever module is imported first.
+import experiments.pde.models  # noqa: E402
 import experiments.vision.models  # noqa: E402, F401

@@ -72,6 +72,9 @@ def build_model(rc: RunConfig, device: torch.device, data: Any = None, rank: int
 
     With image ``data``, its class count and input channels fill the builder's ``num_classes`` /
     ``in_chans`` unless the model config sets them; a model that takes neither cannot read images.
+    Other data may take part through two optional methods (PDE data do):
+    ``data.model_kwargs(model_name, kwargs)`` completes the builder's arguments (channels), and
+    ``data.check_model(model, model_name)`` rejects a built model that cannot fit the data.
     """
     kwargs = dict(rc.model.kwargs)
     if isinstance(data, VisionData):
@@ -84,6 +87,8 @@ def build_model(rc: RunConfig, device: torch.device, data: Any = None, rank: int
         kwargs.setdefault("num_classes", data.num_classes)
         if "in_chans" in params:
             kwargs.setdefault("in_chans", data.input_size[0])
+    elif hasattr(data, "model_kwargs"):
+        kwargs = data.model_kwargs(rc.model.name, kwargs)
     if rc.collision.name == "kitinet":
         c = rc.collision
         kwargs["kitinet"] = {
@@ -97,7 +102,10 @@ def build_model(rc: RunConfig, device: torch.device, data: Any = None, rank: int
             # Under DDP each rank sees other samples and gets its own stream (like dropout).
             "generator": torch.Generator(device=device).manual_seed(rc.collision_seed + rank),
         }
-    return create_model(rc.model.name, **kwargs).to(device)
+    model = create_model(rc.model.name, **kwargs).to(device)
+    if hasattr(data, "check_model"):
+        data.check_model(model, rc.model.name)
+    return model
 
 
 def _matrix_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -323,8 +331,8 @@ def run(cfg: DictConfig) -> float:
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         ddp_kwargs["forward"] = lambda _model, inputs: ddp(inputs)
 
-    if isinstance(data, VisionData):
-        if rc.trainer.batch_size is None:
+    if hasattr(data, "loaders"):  # VisionData, PDEData: their own batches, losses and metrics
+        if rc.trainer.batch_size is None and isinstance(data, VisionData):
             raise ConfigError(
                 f"trainer.batch_size=null (full batch) does not fit image data "
                 f"(dataset={rc.dataset.name}); set e.g. trainer.batch_size=128"

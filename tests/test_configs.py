@@ -14,8 +14,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import ConfigError, validate
+from experiments.config import ConfigError, RunConfig, validate
 from experiments.models import get_builder
+from experiments.pde.models import check_resolution
 from experiments.runner import build_model, build_optimizer, build_scheduler, select_watch
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -43,6 +44,9 @@ def build_all(cfg: DictConfig) -> None:
     select_watch(model, rc.trainer.watch, rc.model.name)
     _, base = build_optimizer(rc, model)
     build_scheduler(rc, base, steps_per_epoch=3)
+    if hasattr(model, "kitinet_systems") and hasattr(model, "dim"):  # an FNO (PDE data)
+        _check_fno(rc, model)
+        return
     params = inspect.signature(get_builder(rc.model.name)).parameters
     if "num_classes" in params:  # image model; without data it has the builder's class count
         out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
@@ -51,6 +55,20 @@ def build_all(cfg: DictConfig) -> None:
     in_features = rc.model.kwargs.get("in_features", 5)
     out = model(torch.randn(4, in_features))
     assert out.shape == (4, rc.model.kwargs.get("out_features", 1))
+
+
+def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
+    """KITINet systems at the data set's training resolution (as the runner checks them with the
+    data), then one eval forward on a small grid (eval is resolution-free: the paper-sized
+    models stay cheap here)."""
+    dataset = rc.dataset.kwargs
+    if "train_resolution" in dataset:
+        shape = (dataset["train_resolution"],) * model.dim
+        check_resolution(model, shape, max_particles=dataset.get("max_particles"))
+    u = torch.randn(2, *(16,) * model.dim, model.in_channels)
+    with torch.no_grad():
+        out = model.eval()(u)
+    assert out.shape == (2, *(16,) * model.dim, model.t_out or model.out_channels)
 
 
 def test_there_is_something_to_test() -> None:
@@ -144,7 +162,7 @@ def test_ko_fig2_sweeps_the_whole_figure() -> None:
             ["collision=kitinet"],
             "collision=kitinet needs a model with residual connections, but model=mlp has none; "
             "use one of: cifar_resnet101, cifar_resnet152, cifar_resnet18, cifar_resnet34, "
-            "cifar_resnet50, kitinet_fc, skipnet",
+            "cifar_resnet50, fno1d, fno2d, kitinet_fc, oformer, skipnet",
         ),
         (["+collision.bogus=1"], "collision.bogus is not a known option of 'collision'"),
         (["+model.depth=3"], "model.depth is not an argument of model 'mlp'; allowed:"),

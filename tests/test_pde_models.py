@@ -68,6 +68,12 @@ def test_output_shapes() -> None:
     values, coords, queries = torch.randn(2, 40, 3), torch.rand(2, 40, 2), torch.rand(2, 25, 2)
     assert oformer(values, coords, queries).shape == (2, 25, 2)
     assert oformer(values, coords).shape == (2, 40, 2)
+    # One batch object, as the training loop passes it.
+    oformer.eval()
+    assert torch.equal(oformer((values, coords, queries)), oformer(values, coords, queries))
+    assert torch.equal(oformer([values, coords]), oformer(values, coords))
+    with pytest.raises(TypeError, match="needs coords"):
+        oformer(values)
 
 
 def test_bad_inputs_raise() -> None:

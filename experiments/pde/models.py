@@ -7,7 +7,8 @@ copying the forward; its default FNO is also not the classic one (channel MLPs, 
 Here the addition is a module slot (:class:`FourierLayer`'s ``residual``), and nothing extra is
 installed.
 
-Models (build them with :func:`create_pde_model`; names ``fno1d``, ``fno2d``, ``oformer``):
+Models (build them with :func:`create_pde_model`; names ``fno1d``, ``fno2d``, ``oformer``; importing
+this module also registers them in :mod:`experiments.models`' registry, for ``model=fno1d`` etc.):
 
 * :class:`FNO` (Li et al. 2021, the classic architecture): lifting ``Linear`` of the input channels
   plus grid coordinates, ``n_layers`` Fourier layers ``act(residual(skip(h), spectral(h)))`` with no
@@ -51,10 +52,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from experiments.config import ConfigError
-from experiments.models import PlainResidual
+from experiments.models import PlainResidual, register_model
 from kinetics import KITINet
 
 __all__ = [
@@ -62,6 +64,7 @@ __all__ = [
     "FourierLayer",
     "GalerkinAttention",
     "OFormer",
+    "PointwiseLinear",
     "SpectralConv",
     "check_resolution",
     "create_pde_model",
@@ -181,10 +184,15 @@ class SpectralConv(nn.Module):
     the 1/n inverse, so a band-limited input gives the same function at every resolution. Grids too
     coarse for all modes use the modes they have.
 
-    The complex weights are stored as a real parameter ``weight`` of shape ``(in, out, *m, 2)``
+    The complex weights are stored as a real parameter ``weight`` of shape ``(out, in, *m, 2)``
     (real, imaginary), with ``m = (modes,)`` in 1D and ``(2 * modes[0], modes[1])`` in 2D: the first
     ``modes[0]`` rows hold ``k_1 = 0..modes[0]-1``, the last ``k_1 = -modes[0]..-1``. Real storage
     keeps optimizers, state dicts and metrics free of complex dtypes.
+
+    The layout is a convolution's ``(out, in, *kernel)``, so the condensation metrics treat the
+    spectral conv as a conv whose kernel is the kept modes (Table 7's ``conv{i}``): a neuron is an
+    output channel, and ``rho`` (KITINet Def. I.2) compares, per input channel, the real vectors
+    ``(Re, Im)`` of all kept modes, i.e. ``cos = Re<a, b> / (|a| |b|)`` of the complex kernels.
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int]) -> None:
@@ -196,7 +204,7 @@ class SpectralConv(nn.Module):
         table = self.modes if len(modes) == 1 else (2 * self.modes[0], self.modes[1])
         # Classic FNO initialisation: real and imaginary parts ~ U[0, 1 / (in * out)).
         scale = 1.0 / (in_channels * out_channels)
-        self.weight = nn.Parameter(scale * torch.rand(in_channels, out_channels, *table, 2))
+        self.weight = nn.Parameter(scale * torch.rand(out_channels, in_channels, *table, 2))
 
     def forward(self, h: Tensor) -> Tensor:
         """``(B, in, *spatial) -> (B, out, *spatial)``."""
@@ -208,19 +216,51 @@ class SpectralConv(nn.Module):
         out_ft = h_ft.new_zeros((h.shape[0], self.out_channels, *h_ft.shape[2:]))
         if dim == 1:
             m = min(self.modes[0], h_ft.shape[-1])
-            out_ft[..., :m] = torch.einsum("bix,iox->box", h_ft[..., :m], weight[..., :m])
+            out_ft[..., :m] = torch.einsum("bix,oix->box", h_ft[..., :m], weight[..., :m])
         else:
             m1 = min(self.modes[0], spatial[0] // 2)
             m2 = min(self.modes[1], h_ft.shape[-1])
             top = weight[:, :, :m1, :m2]
             bottom = weight[:, :, 2 * self.modes[0] - m1 :, :m2]
-            mix = "bixy,ioxy->boxy"
+            mix = "bixy,oixy->boxy"
             out_ft[:, :, :m1, :m2] = torch.einsum(mix, h_ft[:, :, :m1, :m2], top)
             out_ft[:, :, -m1:, :m2] = torch.einsum(mix, h_ft[:, :, -m1:, :m2], bottom)
         return torch.fft.irfftn(out_ft, s=spatial, dim=axes)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
+
+
+class PointwiseLinear(nn.Module):
+    """The FNO's "linear transformation" ``W``: a 1x1 convolution over channels-first grids.
+
+    Same arithmetic and initialisation as ``nn.Conv1d/2d(in, out, kernel_size=1)``, but the weight
+    is stored as a Linear's ``(out, in)``: it is a pointwise linear map, and the condensation
+    metrics then use KITINet Def. I.1 for it (Table 7's ``linear{i}``); Def. I.2 on a 1x1 kernel
+    would compare scalars and always give 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        # nn.Conv's and nn.Linear's default initialisation (fan_in = in_channels for a 1x1 kernel).
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(in_channels)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """``(B, in, *spatial) -> (B, out, *spatial)``, spatial of 1 or 2 dimensions."""
+        spatial = h.dim() - 2
+        if spatial not in (1, 2):
+            raise ValueError(f"expected (batch, channels, 1 or 2 spatial dims), got {h.shape}")
+        kernel = self.weight.view(*self.weight.shape, *(1,) * spatial)
+        conv = F.conv1d if spatial == 1 else F.conv2d
+        return conv(h, kernel, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}"
 
 
 class FourierLayer(nn.Module):
@@ -238,9 +278,8 @@ class FourierLayer(nn.Module):
         kitinet: Mapping[str, Any] | None,
     ) -> None:
         super().__init__()
-        conv = nn.Conv1d if len(modes) == 1 else nn.Conv2d
         self.spectral = SpectralConv(width, width, modes)
-        self.skip = conv(width, width, kernel_size=1)
+        self.skip = PointwiseLinear(width, width)
         self.residual = _make_residual(kitinet, "sample")
         self.act = nn.GELU() if activation else nn.Identity()
 
@@ -516,8 +555,28 @@ class OFormer(nn.Module):
                     f"model.dim={dim}; allowed: {', '.join(map(str, _divisors(dim)))}"
                 )
 
-    def forward(self, values: Tensor, coords: Tensor, query_coords: Tensor | None = None) -> Tensor:
-        """Predict ``out_channels`` values at ``query_coords`` (default ``coords``)."""
+    def forward(
+        self,
+        values: Tensor | Sequence[Tensor],
+        coords: Tensor | None = None,
+        query_coords: Tensor | None = None,
+    ) -> Tensor:
+        """Predict ``out_channels`` values at ``query_coords`` (default ``coords``).
+
+        ``values`` may also be the tuple ``(values, coords)`` or ``(values, coords, query_coords)``:
+        the shared training loop calls ``model(inputs)`` with one batch object.
+        """
+        if isinstance(values, tuple | list):
+            if coords is not None or not 2 <= len(values) <= 3:
+                raise TypeError(
+                    "pass (values, coords[, query_coords]) either as one tuple or as arguments"
+                )
+            values, coords, *rest = values
+            query_coords = rest[0] if rest else None
+        if coords is None:
+            raise TypeError(
+                "OFormer needs coords: model(values, coords) or model((values, coords))"
+            )
         if values.dim() != 3 or values.shape[-1] != self.in_channels:
             raise ValueError(
                 f"values must be (batch, points, {self.in_channels}), got {tuple(values.shape)}"
@@ -642,6 +701,10 @@ _PDE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "fno2d": fno2d,
     "oformer": oformer,
 }
+# The runner's model registry knows them too (`model=fno1d`); experiments/models.py imports this
+# module at its end, so the registry is the same whichever module is imported first.
+for _builder in _PDE_MODELS.values():
+    register_model(_builder)
 
 
 def list_pde_models() -> list[str]:
