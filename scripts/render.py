@@ -1224,6 +1224,8 @@ def _pde_runs(runs: Path) -> pd.DataFrame:
     ]
     df["mse"], df["rel_l2"] = _numeric(df, "test_mse"), _numeric(df, "test_rel_l2")
     df["rmse"] = df["mse"].pow(0.5).fillna(_numeric(df, "test_rmse"))
+    mesh = df["data"].isin(PDE_RMSE_PROBLEMS)
+    df.loc[mesh, "rmse"] = _numeric(df, "test_rmse")[mesh]
     df["error"] = df["rmse"].where(df["data"].isin(PDE_RMSE_PROBLEMS), df["mse"])
     df["train_loss"] = _numeric(df, "train_loss")
     rates = _rate_columns(df)

@@ -44,6 +44,11 @@ def build_all(cfg: DictConfig) -> None:
     select_watch(model, rc.trainer.watch, rc.model.name)
     _, base = build_optimizer(rc, model)
     build_scheduler(rc, base, steps_per_epoch=3)
+    if hasattr(model, "coord_dim"):  # a mesh operator (OFormer): (values, coords) -> values
+        model.eval()
+        values, coords = torch.randn(2, 10, model.in_channels), torch.rand(2, 10, model.coord_dim)
+        assert model((values, coords)).shape == (2, 10, model.out_channels)
+        return
     if hasattr(model, "kitinet_systems") and hasattr(model, "dim"):  # an FNO (PDE data)
         _check_fno(rc, model)
         return

@@ -205,3 +205,18 @@ def test_mini_pde_readme(tmp_path: Path, render: ModuleType) -> None:
     assert sweep["64"][0] == "missing"
     # The sweep's heads-128 run does not enter the Table 4 rows.
     assert "(n=4)" not in text.split("## collision_heads sweep")[0]
+
+
+def test_table4_airfoil_cell_is_the_logged_momentum_rmse(tmp_path: Path, render: ModuleType):
+    """Airfoil's cell is the logged test_rmse (physical momentum RMSE), not sqrt(test_mse)."""
+    runs = tmp_path / "runs"
+    for seed, rmse in enumerate([16.0, 18.0]):
+        extra = {"test_rmse": rmse}
+        pde_run(
+            runs, "kitinet_table4_airfoil_oformer", seed=seed, data="airfoil", mse=0.01, extra=extra
+        )
+    out = tmp_path / "out"
+    render.main(["kitinet-table4", "--runs", str(runs), "--out", str(out)])
+    errors = _all_rows((out / "README.md").read_text(), "## Test error")
+    row = next(r for r in errors if r[:2] == ["Airfoil*", "OFormer [22]"])
+    assert row[2:5] == ["RMSE", "17.0 ± 1.4 (n=2)", "16.39461"]

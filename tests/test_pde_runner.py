@@ -229,3 +229,51 @@ def test_models_that_cannot_fit_the_data_fail_before_training(
         run_inprocess(tmp_path / "run", *base, *overrides)
     assert message in str(err.value)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# --------------------------------------------------------------------------- Airfoil / OFormer
+
+TINY_OFORMER = ["model.dim=16", "model.num_heads=2", "model.encoder_layers=2", "model.mlp_ratio=1"]
+
+
+@pytest.fixture(scope="module")
+def airfoil_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from experiments.pde.airfoil import write_airfoil_fixture
+
+    root = tmp_path_factory.mktemp("airfoil")
+    write_airfoil_fixture(root, n_trajectories=6, n_nodes=40, n_steps=12, seed=1)
+    return root
+
+
+def _airfoil(root: Path) -> list[str]:
+    # 12 solver steps: 2 frames in, 3 out, every 2 steps
+    window = ["dataset.t_in=2", "dataset.t_out=3", "dataset.stride=2", "dataset.eval_batch_size=4"]
+    return ["model=oformer", f"dataset.root={root}", *window]
+
+
+def test_oformer_on_the_airfoil_files_logs_the_papers_rmse(tmp_path: Path, airfoil_root: Path):
+    """The Table 4 Airfoil row's path: real-format TFRecords -> OFormer (vanilla and KITI)."""
+    from experiments.pde.airfoil import denormalize, momentum_rmse
+    from experiments.pde.data import airfoil
+
+    common = [*_airfoil(airfoil_root), *TINY_OFORMER, *FAST, "optimizer=adamw"]
+    run_inprocess(tmp_path / "vanilla", *common, "collision=none")
+    last = read_metrics(tmp_path / "vanilla")[-1]
+    assert last["train_loss"] < read_metrics(tmp_path / "vanilla")[1]["train_loss"]
+    # test_rmse is the momentum RMSE in physical units (not the root of the standardised MSE)
+    data = airfoil(root=str(airfoil_root), t_in=2, t_out=3, stride=2)
+    stats, y = data.metadata["train"]["stats"], data.y_test
+    zero_rmse = momentum_rmse(denormalize(y * 0, stats), denormalize(y, stats))  # predict the mean
+    assert 0 < last["test_rmse"] and math.isfinite(last["test_rmse"])
+    assert not math.isclose(last["test_rmse"], math.sqrt(last["test_mse"]), rel_tol=1e-3)
+    assert last["test_rmse"] < 10 * float(zero_rmse)
+
+    run_inprocess(tmp_path / "kiti", *common, *EAGER, "collision.collision_heads=4")
+    kiti = read_metrics(tmp_path / "kiti")[-1]
+    rates = {k: v for k, v in kiti.items() if k.startswith("collision_rate.") and v is not None}
+    assert rates and max(rates.values()) > 0  # token systems collided in some residual
+
+
+def test_airfoil_needs_a_mesh_model(tmp_path: Path, airfoil_root: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model=fno1d cannot take mesh data.*use oformer"):
+        run_inprocess(tmp_path, *_airfoil(airfoil_root), "model=fno1d", "dataset=airfoil")

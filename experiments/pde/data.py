@@ -1,12 +1,14 @@
 """PDE data sets for the runner (KITINet §5.4, App. F; SPEC §3 Table 4): Burgers, Navier-Stokes, Heat.
 
-Importing this module registers three builders in :mod:`experiments.data`'s registry:
+Importing this module registers four builders in :mod:`experiments.data`'s registry:
 
 * ``burgers``: ``u0 -> u(., 1)`` on a 1-D periodic grid. Inputs ``(n, r, 1)``, targets ``(n, r, 1)``.
 * ``navier_stokes`` / ``heat``: the fields at ``t = 1..t_in`` -> ``t = t_in+1..t_in+t_out`` on a 2-D
   periodic grid. Inputs ``(n, r, r, t_in)``, targets ``(n, r, r, t_out)`` (channels last, as the FNO
   takes them). The paper trains at 32x32 and tests at 64x64 (``train_resolution`` /
   ``test_resolution``).
+* ``airfoil``: MeshGraphNets' airfoil trajectories (:mod:`experiments.pde.airfoil`, downloaded by
+  the user) for OFormer: :class:`MeshData` with ``(values, coords)`` inputs.
 
 They read the files written by ``scripts/generate_pde.py`` (``.pt`` + ``.json`` sidecar,
 :mod:`experiments.pde.io`); the first ``n_train`` samples are the training set and the last
@@ -40,8 +42,10 @@ from experiments.pde.models import DEFAULT_MAX_PARTICLES, check_resolution, mse,
 
 __all__ = [
     "GENERATE_SCRIPT",
+    "MeshData",
     "MissingPDEDataError",
     "PDEData",
+    "airfoil",
     "burgers",
     "generate_command",
     "heat",
@@ -402,4 +406,134 @@ def heat(
         t_out=t_out,
         eval_batch_size=eval_batch_size,
         max_particles=max_particles,
+    )
+
+
+# --------------------------------------------------------------------------- Airfoil (OFormer)
+
+
+@dataclass
+class MeshData:
+    """Operator learning on one irregular mesh (Airfoil, KITINet App. F.4) for OFormer.
+
+    Inputs are ``(values, coords)`` pairs: ``values`` ``(n, nodes, c_in)`` at ``coords``
+    ``(n, nodes, coord_dim)``; targets ``(n, nodes, c_out)``. Training minimises the MSE of the
+    standardised values; the test metrics are that ``mse`` and ``rel_l2`` plus ``rmse``, the
+    paper's Airfoil number: the RMSE of the momentum (density x velocity) in physical units inside
+    OFormer's region of interest around the airfoil, averaged over test batches of
+    ``eval_batch_size`` (16, as OFormer reports it).
+    """
+
+    name: str
+    x_train: tuple[Tensor, Tensor]
+    y_train: Tensor
+    x_test: tuple[Tensor, Tensor]
+    y_test: Tensor
+    metric_fns: dict[str, MetricFn]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    eval_batch_size: int | None = 16
+    train_loss: Callable[[Tensor, Tensor], Tensor] = mse
+    eval_loss: Callable[[Tensor, Tensor], Tensor] = mse
+
+    def loaders(
+        self,
+        batch_size: int | None,
+        *,
+        seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        shuffle: bool = True,
+    ) -> tuple[TensorBatches, TensorBatches]:
+        """``(train batches, test batches)`` of ``((values, coords), targets)``; as
+        :meth:`PDEData.loaders`."""
+        del num_workers, pin_memory
+        if batch_size is not None and batch_size < 1:
+            raise ConfigError(f"trainer.batch_size={batch_size} must be >= 1 (or null)")
+        train = TensorBatches(self.x_train, self.y_train, batch_size, shuffle=shuffle, seed=seed)
+        test = TensorBatches(self.x_test, self.y_test, self.eval_batch_size, shuffle=False)
+        return train, test
+
+    def model_kwargs(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` completed with ``in_channels``, ``out_channels`` and ``coord_dim``."""
+        from experiments.models import get_builder
+
+        params = inspect.signature(get_builder(model_name)).parameters
+        if "coord_dim" not in params:
+            raise ConfigError(
+                f"model={model_name} cannot take mesh data (dataset={self.name}); use oformer"
+            )
+        out = dict(kwargs)
+        out.setdefault("in_channels", int(self.x_train[0].shape[-1]))
+        out.setdefault("out_channels", int(self.y_train.shape[-1]))
+        out.setdefault("coord_dim", int(self.x_train[1].shape[-1]))
+        return out
+
+    def check_model(self, model: nn.Module, model_name: str) -> None:
+        """Fail before training if the model's channels do not match the data's."""
+        expected = {
+            "in_channels": int(self.x_train[0].shape[-1]),
+            "out_channels": int(self.y_train.shape[-1]),
+            "coord_dim": int(self.x_train[1].shape[-1]),
+        }
+        for key, value in expected.items():
+            if getattr(model, key, None) != value:
+                raise ConfigError(
+                    f"model.{key}={getattr(model, key, None)} but dataset={self.name} has "
+                    f"{value}; leave model.{key} unset (the data fill it)"
+                )
+
+
+def _airfoil_rmse(stats: Mapping[str, Any], mask: Tensor) -> MetricFn:
+    from experiments.pde.airfoil import denormalize, momentum_rmse
+
+    def rmse_metric(outputs: Tensor, targets: Tensor) -> Tensor:
+        m = mask.to(outputs.device).expand(outputs.shape[:-1])
+        return momentum_rmse(denormalize(outputs, stats), denormalize(targets, stats), m)
+
+    return rmse_metric
+
+
+@register_dataset
+def airfoil(
+    root: str = "data/airfoil",
+    t_in: int = 4,
+    t_out: int = 22,
+    stride: int = 24,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    test_split: str = "test",
+    eval_batch_size: int | None = 16,
+    verify: bool = True,
+) -> MeshData:
+    """MeshGraphNets' airfoil data (KITINet App. F.4, :mod:`experiments.pde.airfoil`) for OFormer.
+
+    ``t_in`` frames every ``stride`` solver steps in (t <= 0.576 s with the defaults), the next
+    ``t_out`` out (t <= 4.8 s); values standardised with the train split's statistics, coordinates
+    scaled to [0, 1]. ``*_limit``: read only the first trajectories (CPU-scale runs).
+    """
+    from experiments.pde.airfoil import load_airfoil, roi_mask
+
+    if test_split not in ("valid", "test"):
+        raise ConfigError(f"dataset.test_split={test_split!r} is unknown; allowed: valid, test")
+    window = {"t_in": t_in, "t_out": t_out, "stride": stride, "verify": verify}
+    train, train_meta = load_airfoil(root, "train", limit=train_limit, **window)
+    stats = train_meta["stats"]
+    test, test_meta = load_airfoil(root, test_split, limit=test_limit, stats=stats, **window)
+    # One mesh for every trajectory (load_airfoil checks the sizes): the region of interest of
+    # the first test trajectory holds for all.
+    mask = roi_mask(test["mesh_pos"][0])
+    metrics: dict[str, MetricFn] = {
+        "mse": mse,
+        "rel_l2": _relative_l2,
+        "rmse": _airfoil_rmse(stats, mask),
+    }
+    return MeshData(
+        name="airfoil",
+        x_train=(train["inputs"], train["coords"]),
+        y_train=train["targets"],
+        x_test=(test["inputs"], test["coords"]),
+        y_test=test["targets"],
+        metric_fns=metrics,
+        metadata={"train": train_meta, "test": test_meta},
+        eval_batch_size=eval_batch_size,
     )

@@ -532,6 +532,7 @@ class OFormer(nn.Module):
             mlp_ratio=mlp_ratio,
         )
         self.in_channels, self.coord_dim, self.dim = in_channels, coord_dim, dim
+        self.out_channels = out_channels
         with_kitinet = _kitinet_indices(kitinet_layers, encoder_layers, "kitinet_layers")
         self.embed = nn.Sequential(
             nn.Linear(in_channels + coord_dim, dim), nn.GELU(), nn.Linear(dim, dim)
