@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import read_metrics, run_inprocess, without_times
+from test_runner import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.config import ConfigError
 from experiments.pde import generate as gen
@@ -178,29 +178,10 @@ def test_killed_kiti_run_resumes_to_the_uninterrupted_metrics(
     tmp_path: Path, burgers_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Batch order (TensorBatches' generator) and KITINet's directions resume exactly."""
-    import experiments.runner as runner
-
     common = [*_burgers(burgers_file), *EAGER, "collision.collision_heads=8", *TINY_1D, *FAST]
     common.append("trainer.checkpoint_every=1")
-    run_inprocess(tmp_path / "whole", *common)
-
-    real_fit = runner.fit
-
-    class KillAfterEpoch2:
-        def on_epoch_end(self, epoch: int, record: dict, model: object) -> None:
-            if epoch == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(
-        runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[KillAfterEpoch2()])
-    )
-    with pytest.raises(KeyboardInterrupt):
-        run_inprocess(tmp_path / "killed", *common)
-    monkeypatch.setattr(runner, "fit", real_fit)
-    run_inprocess(tmp_path / "killed", *common, "resume=auto")
-    assert without_times(read_metrics(tmp_path / "killed")) == without_times(
-        read_metrics(tmp_path / "whole")
-    )
+    _, resumed, whole = kill_and_resume(tmp_path, monkeypatch, common, kill_at=2)
+    assert resumed == whole
 
 
 @pytest.mark.parametrize(

@@ -240,6 +240,37 @@ class _Killed(Exception):
     """Stands in for a job killed mid-epoch."""
 
 
+def kill_and_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], *, kill_at: int
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Run ``overrides`` uninterrupted in ``whole/``; run it again in ``killed/``, killed at the
+    end of epoch ``kill_at`` (after its record, before its checkpoint), then continue it there with
+    ``resume=auto``. Returns the killed run's records before the resume, then the resumed and the
+    uninterrupted records without machine measurements (times, memory)."""
+    import experiments.runner as runner
+
+    run_inprocess(tmp_path / "whole", *overrides)
+    real_fit = runner.fit
+
+    class Kill:
+        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
+            if epoch == kill_at:
+                raise _Killed
+
+    monkeypatch.setattr(runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Kill()]))
+    with pytest.raises(_Killed):
+        run_inprocess(tmp_path / "killed", *overrides)
+    monkeypatch.setattr(runner, "fit", real_fit)
+    killed = read_metrics(tmp_path / "killed")
+    checkpoint = torch.load(
+        tmp_path / "killed" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
+    )
+    assert checkpoint["epoch"] == kill_at - 1
+    run_inprocess(tmp_path / "killed", *overrides, "resume=auto")
+    resumed = without_times(read_metrics(tmp_path / "killed"))
+    return killed, resumed, without_times(read_metrics(tmp_path / "whole"))
+
+
 @pytest.mark.parametrize(
     "setup",
     [
@@ -261,35 +292,11 @@ class _Killed(Exception):
 def test_killed_and_resumed_run_ends_with_the_uninterrupted_metrics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: list[str]
 ) -> None:
-    import experiments.runner as runner
-
     common = [*setup, "trainer.epochs=6", "trainer.batch_size=16", "trainer.checkpoint_every=1"]
-    run_inprocess(tmp_path / "whole", *common)
-
-    real_fit = runner.fit
-
-    class KillDuringEpoch4:
-        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
-            if epoch == 4:  # epoch 4 ran but its checkpoint was never written
-                raise _Killed
-
-    def fit_killed_once(*args, **kwargs):
-        return real_fit(*args, **kwargs, callbacks=[KillDuringEpoch4()])
-
-    monkeypatch.setattr(runner, "fit", fit_killed_once)
-    with pytest.raises(_Killed):
-        run_inprocess(tmp_path / "killed", *common)
-    monkeypatch.setattr(runner, "fit", real_fit)
-    assert [r["epoch"] for r in read_metrics(tmp_path / "killed")] == [0, 1, 2, 3]
-    checkpoint = torch.load(
-        tmp_path / "killed" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
-    )
-    assert checkpoint["epoch"] == 3
-
-    run_inprocess(tmp_path / "killed", *common, "resume=auto")
-    resumed = without_times(read_metrics(tmp_path / "killed"))
+    killed, resumed, whole = kill_and_resume(tmp_path, monkeypatch, common, kill_at=4)
+    assert [r["epoch"] for r in killed] == [0, 1, 2, 3]  # epoch 4 ran but was never saved
     assert [r["epoch"] for r in resumed] == list(range(7))
-    assert resumed == without_times(read_metrics(tmp_path / "whole"))  # bitwise: JSON of floats
+    assert resumed == whole  # bitwise: JSON of floats
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path) -> None:

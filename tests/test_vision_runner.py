@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_vision import write_cifar10, write_fashion_mnist
-from test_runner import read_metrics, run_inprocess, without_times
+from test_runner import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.config import ConfigError
 
@@ -68,29 +68,10 @@ def test_killed_image_run_resumes_to_the_uninterrupted_metrics(
     tmp_path: Path, cifar_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Augmentation (global RNG), loader order (per-epoch seeds) and KO draws all resume."""
-    import experiments.runner as runner
-
     common = ["model=resnet18", "collision=hard", "collision.coll_coef=0.9", *_cifar(cifar_root)]
     common += [*TINY[:-1], "trainer.epochs=3", "trainer.checkpoint_every=1"]
-    run_inprocess(tmp_path / "whole", *common)
-
-    real_fit = runner.fit
-
-    class KillDuringEpoch2:
-        def on_epoch_end(self, epoch: int, record: dict, model: object) -> None:
-            if epoch == 2:
-                raise KeyboardInterrupt
-
-    monkeypatch.setattr(
-        runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[KillDuringEpoch2()])
-    )
-    with pytest.raises(KeyboardInterrupt):
-        run_inprocess(tmp_path / "killed", *common)
-    monkeypatch.setattr(runner, "fit", real_fit)
-    run_inprocess(tmp_path / "killed", *common, "resume=auto")
-    assert without_times(read_metrics(tmp_path / "killed")) == without_times(
-        read_metrics(tmp_path / "whole")
-    )
+    _, resumed, whole = kill_and_resume(tmp_path, monkeypatch, common, kill_at=2)
+    assert resumed == whole
 
 
 def test_full_batch_is_refused_for_image_data(tmp_path: Path, cifar_root: Path) -> None:
