@@ -41,14 +41,18 @@ __all__ = [
 ]
 
 # Elements (pairs x dims) of per-pair tensors (random directions, gathered velocities) materialised
-# at once. 2**20 float32 = 4 MiB per buffer. The random stream depends on this constant (directions
-# are drawn in blocks of _CHUNK_ELEMENTS // d pairs), never on how systems are grouped.
+# at once. 2**20 float32 = 4 MiB per buffer. On CPU the random stream does not depend on it (see
+# _chunks), nor on how systems are grouped.
 _CHUNK_ELEMENTS = 1 << 20
 
 # Entries of one (systems, N, N) selection chunk: 2**18 float32 = 1 MiB per matrix, so the few
 # matrices of a chunk stay in a core's L2 cache. Chunks are whole systems, so results do not depend
 # on this constant.
 _PAIR_ELEMENTS = 1 << 20
+
+# Chunks with at most this many (N, N) entries skip the position prefilter (it costs more ops
+# than it saves there); the result is the same either way.
+_SMALL_PAIRS = 1 << 14
 
 # Safety margin (in units of x_r / mean_free_path) of the position prefilter: a pair is dropped only
 # if exp(-x_r / mfp) <= (1 - coll_coef) * exp(-1e-4), far beyond any rounding of sqrt, exp or the
@@ -88,10 +92,20 @@ def _augmented(points: Tensor) -> tuple[Tensor, Tensor]:
     """Vectors ``L_i = [a_i, s_i, 1]`` and ``R_j = [-2 a_j, 1, s_j]`` (S, N, d + 2) of centred points
     ``a`` with ``s = (1 - tol) |a|^2``: ``L_i . R_j`` is the lowered squared distance of
     :func:`pairwise_distances`, so one matmul writes each (N, N) entry once, with no broadcast
-    copy or second pass."""
+    copy or second pass. Built in the memory layout of ``points`` (KITINet's particles are
+    columns, a (S, d, N) tensor seen transposed), so no layout copy is made; the results may be
+    transposed views."""
     d = points.shape[-1]
-    centred = points - points.mean(dim=-2, keepdim=True)
     tol = 16.0 * torch.finfo(points.dtype).eps * d**0.5
+    columns = points.transpose(-1, -2)
+    if columns.is_contiguous() and not points.is_contiguous():
+        centred = columns - columns.mean(dim=-1, keepdim=True)  # (S, d, N)
+        sq = centred.square().sum(dim=-2, keepdim=True).mul_(1.0 - tol)
+        ones = torch.ones_like(sq)
+        left = torch.cat([centred, sq, ones], dim=-2)
+        right = torch.cat([centred.mul_(-2.0), ones, sq], dim=-2)
+        return left.transpose(-1, -2), right.transpose(-1, -2)
+    centred = points - points.mean(dim=-2, keepdim=True)
     left = torch.nn.functional.pad(centred, (0, 2), value=1.0)
     torch.sum(centred.square_(), dim=-1, out=left[..., d]).mul_(1.0 - tol)
     right = left * -2.0
@@ -180,13 +194,21 @@ class _Selector:
         self.v_aug: tuple[Tensor, Tensor] | None = None  # built when a chunk has candidates
         self.buf_x = x.new_empty(self.chunk, self.n, self.n)
         self.buf_v = torch.empty_like(self.buf_x)
-        self.upper = torch.ones(self.n, self.n, dtype=torch.bool, device=x.device).triu_(1)
+        self._upper: Tensor | None = None
         self.tile = math.gcd(self.n, 16)
         self.tile_min = x.new_empty(self.chunk, self.n // self.tile, self.n)
         self.reach_sq = math.inf
         if coll_coef < 1.0:  # x_r >= reach: exp(-x_r / mfp) < (1 - c), the score cannot pass
             reach = mean_free_path * (-math.log1p(-coll_coef) + _PREFILTER_MARGIN)
             self.reach_sq = reach * reach
+
+    @property
+    def upper(self) -> Tensor:
+        """Boolean (N, N) mask of the pairs i < j."""
+        if self._upper is None:
+            self._upper = torch.ones(self.n, self.n, dtype=torch.bool, device=self.buf_x.device)
+            self._upper.triu_(1)
+        return self._upper
 
     def run(self) -> Tensor:
         """Accepted flat pairs ``s*N*N + i*N + j`` in row-major order."""
@@ -203,7 +225,7 @@ class _Selector:
         stop = min(start + self.chunk, self.n_sys)
         per_matrix = self.n * self.n
         sq_x = self._gram(self.x_aug, start, stop, self.buf_x)
-        local = self._candidates(sq_x)  # flat indices into this chunk's matrices, row-major
+        local, ordered = self._candidates(sq_x)  # flat indices into this chunk's matrices
         if local.numel() == 0:
             return local
         if self.v_aug is None:
@@ -216,34 +238,42 @@ class _Selector:
         v_max_of = v_max[torch.div(local, per_matrix, rounding_mode="floor")]
         keep = score > (1.0 - self.coll_coef) * v_max_of
         keep.logical_and_(v_max_of > 0)
-        return local[keep].add_(start * per_matrix)
+        local = local[keep] if ordered else local[keep].sort().values  # row-major (s, i, j)
+        return local.add_(start * per_matrix)
 
-    def _candidates(self, sq_x: Tensor) -> Tensor:
-        """Entries [s, i, j], i < j, below the position bound: flat indices, row-major."""
+    def _candidates(self, sq_x: Tensor) -> tuple[Tensor, bool]:
+        """Entries [s, i, j], i < j, below the position bound: ``(flat indices, row-major?)``."""
         n, tile, systems = self.n, self.tile, sq_x.shape[0]
-        if self.reach_sq == math.inf:  # coll_coef == 1: every pair
-            return self.upper.expand(systems, n, n).reshape(-1).nonzero().squeeze(-1)
+        if self.reach_sq == math.inf or sq_x.numel() <= _SMALL_PAIRS:
+            # coll_coef == 1, or too small for the prefilter to pay: every pair is a candidate
+            # (the prefilter never changes a decision, so the result is the same).
+            return self.upper.expand(systems, n, n).reshape(-1).nonzero().squeeze(-1), True
         sq_x.diagonal(dim1=-2, dim2=-1).fill_(math.inf)  # never a pair; keeps tiles honest
-        tiles = sq_x.view(systems, n // tile, tile, n)
+        blocks = n // tile
+        tiles = sq_x.view(systems, blocks, tile, n)
         tile_min = torch.amin(tiles, dim=2, out=self.tile_min[:systems])
         hits = torch.lt(tile_min, self.reach_sq).view(-1).nonzero().squeeze(-1)
         if hits.numel() * tile > sq_x.numel() // 4:  # many pass: compare every entry instead
             mask = torch.lt(sq_x, self.reach_sq).logical_and_(self.upper)
-            return mask.view(-1).nonzero().squeeze(-1)
+            return mask.view(-1).nonzero().squeeze(-1), True
         col = hits.remainder(n)
-        block = torch.div(hits, n, rounding_mode="floor")  # s * (n / tile) + b
-        first_row = block.remainder(n // tile).mul_(tile)
-        keep = first_row < col  # tiles on or below the diagonal hold no pair i < j
-        col, block, first_row = col[keep], block[keep], first_row[keep]
-        system = torch.div(block, n // tile, rounding_mode="floor")
-        values = tiles[system, torch.div(first_row, tile, rounding_mode="floor"), :, col]
+        block = torch.div(hits, n, rounding_mode="floor")  # s * blocks + b
+        row_block = block.remainder(blocks)
+        rows_above = col - row_block * tile  # rows r < this of the tile hold pairs i < j
+        keep = rows_above > 0
+        col, block, row_block, rows_above = (
+            col[keep],
+            block[keep],
+            row_block[keep],
+            rows_above[keep],
+        )
+        values = tiles[torch.div(block, blocks, rounding_mode="floor"), row_block, :, col]
         inside = torch.lt(values, self.reach_sq).view(-1).nonzero().squeeze(-1)
         which = torch.div(inside, tile, rounding_mode="floor")
-        row = first_row[which].add_(inside.remainder(tile))
-        col, system = col[which], system[which]
-        upper = row < col
-        flat = (system[upper] * n + row[upper]).mul_(n).add_(col[upper])
-        return flat.sort().values
+        row = inside.remainder(tile)
+        upper = row < rows_above[which]
+        first = block.mul_(tile * n).add_(col)  # flat index of the tile's first entry
+        return first[which].add_(row.mul_(n))[upper], False
 
 
 def collision_mask(x: Tensor, v: Tensor, coll_coef: float, mean_free_path: float = 1.0) -> Tensor:
@@ -290,8 +320,9 @@ def collide(
         relative speed in the random term); the acceptance mask and directions are constants.
         Half-precision inputs are computed in float32 and returned in their own dtype.
 
-    Random directions are drawn as ``randn`` blocks of ``_CHUNK_ELEMENTS // d`` pairs in row-major
-    (s, i, j) order of the accepted pairs, so equal generator states give equal results.
+    Random directions: the K accepted pairs in row-major (s, i, j) order take the normalised rows
+    of ``randn(K, d, generator=generator)`` (drawn in blocks; on CPU the blocks continue one stream
+    exactly), so equal generator states give equal results.
     """
     if x.dim() != 3 or x.shape != v.shape:
         raise ValueError(
@@ -417,8 +448,8 @@ class _Rows:
     def gather(self, t: Tensor, idx: Tensor) -> Tensor:
         return t[idx]
 
-    def scatter(self, acc: Tensor, idx: Tensor, values: Tensor) -> None:
-        acc.index_add_(0, idx, values)
+    def scatter(self, acc: Tensor, idx: Tensor, values: Tensor, alpha: float = 1.0) -> None:
+        acc.index_add_(0, idx, values, alpha=alpha)
 
 
 class _Columns:
@@ -438,15 +469,20 @@ class _Columns:
     def gather(self, t: Tensor, idx: tuple[Tensor, Tensor]) -> Tensor:
         return t.reshape(t.shape[0], self.d, self.n).transpose(1, 2)[idx]
 
-    def scatter(self, acc: Tensor, idx: tuple[Tensor, Tensor], values: Tensor) -> None:
+    def scatter(
+        self, acc: Tensor, idx: tuple[Tensor, Tensor], values: Tensor, alpha: float = 1.0
+    ) -> None:
         # acc is contiguous (made here), so the view writes through to it.
         acc.view(acc.shape[0], self.d, self.n).transpose(1, 2).index_put_(
-            idx, values, accumulate=True
+            idx, values if alpha == 1.0 else values.mul(alpha), accumulate=True
         )
 
 
 def _chunks(k: int, d: int) -> list[tuple[int, int]]:
-    step = max(1, _CHUNK_ELEMENTS // max(d, 1))
+    """Pair ranges of at most ~_CHUNK_ELEMENTS / d pairs, a multiple of 16 pairs each: CPU
+    ``randn`` blocks of 16n numbers continue one stream exactly, so the drawn directions are
+    the rows of a single ``randn(K, d)`` whatever the chunk size."""
+    step = max(16, (_CHUNK_ELEMENTS // max(d, 1)) // 16 * 16)
     return [(start, min(start + step, k)) for start in range(0, k, step)]
 
 
@@ -490,20 +526,19 @@ def _forward_pairs(
         del diff, z
         if dt is not None:
             change.mul_(dt)
-        if weights is None:
-            change_j = change.neg()
-        else:
+        if weights is not None:
             towards = layout.gather(x, idx_j).sub_(layout.gather(x, idx_i))  # x_j - x_i
             w_i, w_j = weights[row_i].unsqueeze(-1), weights[row_j].unsqueeze(-1)
             if out_x is None:  # one output: the position changes go into it as well
-                change_j = torch.addcmul(change.neg(), towards, w_j, value=-1.0)
+                change_j = torch.addcmul(change, towards, w_j)  # enters with a minus sign
                 change.addcmul_(towards, w_i)
-            else:
-                change_j = change.neg()
-                layout.scatter(out_x, idx_i, towards * w_i)
-                layout.scatter(out_x, idx_j, towards.mul_(w_j).neg_())
+                layout.scatter(out_v, idx_i, change)
+                layout.scatter(out_v, idx_j, change_j, alpha=-1.0)
+                continue
+            layout.scatter(out_x, idx_i, towards * w_i)
+            layout.scatter(out_x, idx_j, towards.mul_(w_j), alpha=-1.0)
         layout.scatter(out_v, idx_i, change)
-        layout.scatter(out_v, idx_j, change_j)
+        layout.scatter(out_v, idx_j, change, alpha=-1.0)
     if dt is not None:
         return out_v, None
     return out_v.add_(v), (out_x.add_(x) if out_x is not None else None)
@@ -547,14 +582,14 @@ def _backward_pairs(
             change = unit.mul_(along).sub_(w, alpha=0.5)
             del w, z
             layout.scatter(gv, idx_i, change)
-            layout.scatter(gv, idx_j, change.neg_())
+            layout.scatter(gv, idx_j, change, alpha=-1.0)
         if gx is not None and weights is not None:
             assert grad_x is not None
             h_i = layout.gather(grad_x, idx_i).mul_(weights[row_i].unsqueeze(-1))
             h_j = layout.gather(grad_x, idx_j).mul_(weights[row_j].unsqueeze(-1))
             towards = h_j.sub_(h_i)
             layout.scatter(gx, idx_i, towards)
-            layout.scatter(gx, idx_j, towards.neg_())
+            layout.scatter(gx, idx_j, towards, alpha=-1.0)
     return gx, gv
 
 
