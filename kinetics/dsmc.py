@@ -45,14 +45,23 @@ __all__ = [
 # _chunks), nor on how systems are grouped.
 _CHUNK_ELEMENTS = 1 << 20
 
-# Entries of one (systems, N, N) selection chunk: 2**18 float32 = 1 MiB per matrix, so the few
-# matrices of a chunk stay in a core's L2 cache. Chunks are whole systems, so results do not depend
-# on this constant.
-_PAIR_ELEMENTS = 1 << 20
+# Drawn directions (pairs x dims) kept for backward up to this size (64 MiB in float32); beyond it
+# backward redraws them from the saved generator state (one more randn pass, no memory).
+_SAVE_DIRECTIONS_ELEMENTS = 1 << 24
+
+# Entries of one (systems, N, N) selection chunk: 2**21 float32 = 8 MiB per reused buffer. Fewer,
+# larger chunks save per-op overhead and parallelise better over 2 threads; at (S, N, d) =
+# (128, 512, 16) 2**21 was ~15 % faster than 2**19 and 2**22. Chunks are whole systems, so results
+# do not depend on this constant.
+_PAIR_ELEMENTS = 1 << 21
 
 # Chunks with at most this many (N, N) entries skip the position prefilter (it costs more ops
 # than it saves there); the result is the same either way.
 _SMALL_PAIRS = 1 << 14
+
+# Passing tiles cover more than 1 / _DENSE_FROM of a chunk's entries: score every entry in place
+# instead of gathering the candidates (gathers cost several times a vectorised pass).
+_DENSE_FROM = 4
 
 # Safety margin (in units of x_r / mean_free_path) of the position prefilter: a pair is dropped only
 # if exp(-x_r / mfp) <= (1 - coll_coef) * exp(-1e-4), far beyond any rounding of sqrt, exp or the
@@ -221,41 +230,46 @@ class _Selector:
         return torch.bmm(left, right.transpose(-1, -2), out=out[: stop - start])
 
     def _accept(self, start: int) -> Tensor:
-        """Accepted flat pairs of the chunk of systems beginning at ``start``."""
+        """Accepted flat pairs of the chunk of systems beginning at ``start``, row-major."""
         stop = min(start + self.chunk, self.n_sys)
-        per_matrix = self.n * self.n
         sq_x = self._gram(self.x_aug, start, stop, self.buf_x)
-        local, ordered = self._candidates(sq_x)  # flat indices into this chunk's matrices
-        if local.numel() == 0:
+        local = self._candidates(sq_x)  # None: score every entry
+        if local is not None and local.numel() == 0:
             return local
         if self.v_aug is None:
             self.v_aug = _augmented(self.v)
         sq_v = self._gram(self.v_aug, start, stop, self.buf_v)
         v_max = sq_v.amax(dim=(-2, -1)).clamp_min_(0.0).sqrt_()  # = max of the clamped v_r
-        v_rel = sq_v.view(-1)[local].clamp_min_(0.0).sqrt_()
-        score = sq_x.view(-1)[local].clamp_min_(0.0).sqrt_()
-        score.mul_(-1.0 / self.mean_free_path).exp_().mul_(v_rel)
-        v_max_of = v_max[torch.div(local, per_matrix, rounding_mode="floor")]
-        keep = score > (1.0 - self.coll_coef) * v_max_of
-        keep.logical_and_(v_max_of > 0)
-        local = local[keep] if ordered else local[keep].sort().values  # row-major (s, i, j)
-        return local.add_(start * per_matrix)
+        threshold = (1.0 - self.coll_coef) * v_max
+        if local is None:  # dense: the same elementwise ops, in place on whole matrices
+            score = sq_x.clamp_min_(0.0).sqrt_().mul_(-1.0 / self.mean_free_path).exp_()
+            score.mul_(sq_v.clamp_min_(0.0).sqrt_())
+            keep = torch.gt(score, threshold.view(-1, 1, 1)).logical_and_(self.upper)
+            keep.logical_and_((v_max > 0).view(-1, 1, 1))
+            local = keep.view(-1).nonzero().squeeze(-1)
+        else:  # sparse: only at the candidates
+            v_rel = sq_v.view(-1)[local].clamp_min_(0.0).sqrt_()
+            score = sq_x.view(-1)[local].clamp_min_(0.0).sqrt_()
+            score.mul_(-1.0 / self.mean_free_path).exp_().mul_(v_rel)
+            system = torch.div(local, self.n * self.n, rounding_mode="floor")
+            keep = torch.gt(score, threshold[system]).logical_and_(v_max[system] > 0)
+            local = local[keep].sort().values  # tile order -> row-major (s, i, j)
+        return local.add_(start * self.n * self.n)
 
-    def _candidates(self, sq_x: Tensor) -> tuple[Tensor, bool]:
-        """Entries [s, i, j], i < j, below the position bound: ``(flat indices, row-major?)``."""
+    def _candidates(self, sq_x: Tensor) -> Tensor | None:
+        """Entries [s, i, j], i < j, below the position bound, as flat indices into ``sq_x`` in
+        any order; None where scoring every entry is cheaper (every pair is then a candidate:
+        the prefilter never changes a decision, so the result is the same)."""
         n, tile, systems = self.n, self.tile, sq_x.shape[0]
         if self.reach_sq == math.inf or sq_x.numel() <= _SMALL_PAIRS:
-            # coll_coef == 1, or too small for the prefilter to pay: every pair is a candidate
-            # (the prefilter never changes a decision, so the result is the same).
-            return self.upper.expand(systems, n, n).reshape(-1).nonzero().squeeze(-1), True
+            return None  # coll_coef == 1, or too small for the prefilter to pay
         sq_x.diagonal(dim1=-2, dim2=-1).fill_(math.inf)  # never a pair; keeps tiles honest
         blocks = n // tile
         tiles = sq_x.view(systems, blocks, tile, n)
         tile_min = torch.amin(tiles, dim=2, out=self.tile_min[:systems])
         hits = torch.lt(tile_min, self.reach_sq).view(-1).nonzero().squeeze(-1)
-        if hits.numel() * tile > sq_x.numel() // 4:  # many pass: compare every entry instead
-            mask = torch.lt(sq_x, self.reach_sq).logical_and_(self.upper)
-            return mask.view(-1).nonzero().squeeze(-1), True
+        if hits.numel() * tile * _DENSE_FROM > sq_x.numel():
+            return None
         col = hits.remainder(n)
         block = torch.div(hits, n, rounding_mode="floor")  # s * blocks + b
         row_block = block.remainder(blocks)
@@ -273,7 +287,7 @@ class _Selector:
         row = inside.remainder(tile)
         upper = row < rows_above[which]
         first = block.mul_(tile * n).add_(col)  # flat index of the tile's first entry
-        return first[which].add_(row.mul_(n))[upper], False
+        return first[which].add_(row.mul_(n))[upper]
 
 
 def collision_mask(x: Tensor, v: Tensor, coll_coef: float, mean_free_path: float = 1.0) -> Tensor:
@@ -501,8 +515,9 @@ def _forward_pairs(
     source: _Directions,
     weights: Tensor | None,
     dt: float | None,
+    keep: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The collision of the given pairs.
+    """The collision of the given pairs (``keep``: a list to collect drawn unit directions in).
 
     ``dt`` None: returns ``(v', x* or None)`` (x* when ``weights`` are given). Otherwise returns
     ``(x* + dt v', None)`` (``x + dt v'`` without weights), built as ``x + dt v`` plus the changes
@@ -521,6 +536,8 @@ def _forward_pairs(
         # Exact relative speed of accepted pairs (no Gram cancellation).
         half_v_rel = 0.5 * torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
         z, inv_norm = source.block(start, stop, d)
+        if keep is not None:
+            keep.append(z * inv_norm if inv_norm is not None else z)
         change = z.mul_(half_v_rel.mul_(inv_norm)) if inv_norm is not None else z * half_v_rel
         change.sub_(diff, alpha=0.5)
         del diff, z
@@ -594,8 +611,9 @@ def _backward_pairs(
 
 
 class _PairCollision(torch.autograd.Function):
-    """Autograd for the collision of given pairs; saves v, the pair list, the weights and the
-    direction source (drawn directions are redrawn in backward), never per-pair tensors."""
+    """Autograd for the collision of given pairs. Saves v, the pair list, the weights and the
+    directions: drawn ones while they take at most _SAVE_DIRECTIONS_ELEMENTS, else only the
+    generator state (backward redraws them); no other per-pair tensor."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -608,9 +626,17 @@ class _PairCollision(torch.autograd.Function):
         position_update: bool,
         dt: float | None,
     ) -> tuple[Tensor, Tensor]:
-        rows = x.numel() // (v.shape[-1] if isinstance(layout, _Rows) else layout.d)
-        weights = _half_weights(pairs, layout.n, rows, x.dtype) if position_update else None
-        first, x_new = _forward_pairs(layout, x, v, pairs, source, weights, dt)
+        d = v.shape[-1] if isinstance(layout, _Rows) else layout.d
+        weights = (
+            _half_weights(pairs, layout.n, x.numel() // d, x.dtype) if position_update else None
+        )
+        # Drawn directions: kept for backward while small, else redrawn there from the state.
+        keep = None
+        if source.given is None and ctx.needs_input_grad[1]:
+            keep = [] if pairs.shape[0] * d <= _SAVE_DIRECTIONS_ELEMENTS else None
+        first, x_new = _forward_pairs(layout, x, v, pairs, source, weights, dt, keep)
+        if keep:
+            source = _Directions(None, v, torch.cat(keep))
         ctx.set_materialize_grads(False)
         ctx.layout, ctx.source, ctx.dt = layout, source, dt
         ctx.save_for_backward(v, pairs, weights)

@@ -14,9 +14,22 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from kinetics.dsmc import _check_coef, _compute_dtype, collide, collide_features, select_pairs
+from kinetics.dsmc import (
+    _check_coef,
+    _compute_dtype,
+    collide,
+    collide_features,
+    collide_pairs,
+    select_pairs,
+)
 
 __all__ = ["KITINet", "kitinet_collision", "kitinet_collision_with_rate"]
+
+
+# Above this many accepted pairs per particle (K > _ROWS_FROM * S * N) the collision runs on
+# particle-major copies of x and v (contiguous gathers, parallel index_add) instead of in place
+# on the (S, D) feature layout.
+_ROWS_FROM = 0.25
 
 
 def _check_heads(num_features: int, collision_heads: int) -> int:
@@ -70,16 +83,28 @@ def kitinet_collision_with_rate(
     if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
         return torch.add(x, v, alpha=dt), rate
 
-    out = collide_features(
-        x.to(work).contiguous(),
-        v.to(work).contiguous(),
-        pairs,
-        n,
-        dt,
-        generator=generator,
-        directions=directions,
-        position_update=position_update,
-    )
+    kwargs = dict(generator=generator, directions=directions, position_update=position_update)
+    if k <= _ROWS_FROM * n_sys * n:
+        # Few pairs: change x + dt v in place on strided views, no layout copies.
+        out = collide_features(
+            x.to(work).contiguous(), v.to(work).contiguous(), pairs, n, dt, **kwargs
+        )
+        return out.to(x.dtype), rate
+
+    # Many pairs: per-pair gathers and scatters are much faster on particle-major rows, worth
+    # copying x and v into that layout (and the result back).
+    def rows(t: Tensor) -> Tensor:
+        return (
+            t.to(work)
+            .reshape(n_sys, collision_heads, n)
+            .transpose(1, 2)
+            .reshape(-1, collision_heads)
+        )
+
+    x_rows = rows(x)
+    v_new, x_new = collide_pairs(x_rows, rows(v), pairs, n, **kwargs)
+    out = torch.add(x_new if x_new is not None else x_rows, v_new, alpha=dt)
+    out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
     return out.to(x.dtype), rate
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from reference import literal_kitinet, literal_kitinet_masks, literal_mask
 
-from kinetics import dsmc
+from kinetics import dsmc, kitinet
 from kinetics.dsmc import collide, collide_features, collide_pairs, pairwise_distances, select_pairs
 from kinetics.kitinet import kitinet_collision_with_rate
 
@@ -58,16 +58,16 @@ def selection_config(request, monkeypatch):
 
 
 class _PathSpy:
-    """Records which candidate path each chunk took (True = row-major dense, False = tiles)."""
+    """Records which candidate path each chunk took (True = score every entry, False = tiles)."""
 
     def __init__(self, monkeypatch):
         self.paths: list[bool] = []
         original = dsmc._Selector._candidates
 
         def spy(selector, sq_x):
-            local, ordered = original(selector, sq_x)
-            self.paths.append(ordered)
-            return local, ordered
+            local = original(selector, sq_x)
+            self.paths.append(local is None)
+            return local
 
         monkeypatch.setattr(dsmc._Selector, "_candidates", spy)
 
@@ -99,7 +99,7 @@ def test_selection_paths_are_exercised(monkeypatch):
     pairs, _ = select_pairs(x, v, 0.9)
     assert pairs.numel() > 0 and spy.paths and not any(spy.paths)  # tiles
     spy.paths.clear()
-    select_pairs(0.01 * x, v, 0.9)  # everything within reach: dense compare
+    select_pairs(0.01 * x, v, 0.9)  # everything within reach: score every entry
     assert spy.paths and all(spy.paths)
 
 
@@ -183,6 +183,34 @@ def test_kitinet_output_does_not_depend_on_system_chunks(monkeypatch, pair_eleme
     monkeypatch.setattr(dsmc, "_PAIR_ELEMENTS", pair_elements)
     got, _ = run()
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("position_update", [True, False])
+def test_kitinet_layouts_agree(position_update, monkeypatch, unit_directions):
+    """In place on the (S, D) layout (few pairs) or on particle-major copies (many pairs): the
+    same output and gradients."""
+    gen = torch.Generator().manual_seed(13)
+    x = 0.05 * torch.randn(3, 60, generator=gen, dtype=F64)
+    v = torch.randn(3, 60, generator=gen, dtype=F64)
+    k = int(literal_kitinet_masks(x, v, 3, 0.9).sum())
+    dirs = unit_directions(k, 3, seed=1)
+    results = []
+    for rows_from in (0.0, math.inf):
+        monkeypatch.setattr(kitinet, "_ROWS_FROM", rows_from)
+        a, b = x.clone().requires_grad_(), v.clone().requires_grad_()
+        out, _ = kitinet_collision_with_rate(
+            a,
+            b,
+            collision_heads=3,
+            coll_coef=0.9,
+            dt=0.6,
+            position_update=position_update,
+            directions=dirs,
+        )
+        out.pow(3).sum().backward()
+        results.append((out.detach(), a.grad, b.grad))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,10 +304,15 @@ def test_custom_backward_matches_plain_autograd(position_update, unit_directions
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_backward_redraws_the_same_directions_and_leaves_the_generator_alone(unit_directions):
-    """With a generator, backward replays the forward's directions from a private copy of the
-    generator state: gradients equal those with the directions passed explicitly, and the
-    caller's generator is where the forward left it."""
+@pytest.mark.parametrize("keep_directions", [True, False])
+def test_backward_uses_the_forward_directions_and_leaves_the_generator_alone(
+    keep_directions, monkeypatch
+):
+    """With a generator, backward uses the forward's directions (kept, or redrawn from a private
+    copy of the generator state when they are too many to keep): gradients equal those with the
+    directions passed explicitly, and the caller's generator is where the forward left it."""
+    if not keep_directions:
+        monkeypatch.setattr(dsmc, "_SAVE_DIRECTIONS_ELEMENTS", 0)
     x, v = _clustered(2, 12, 3, seed=21, spread=0.3)
     xf = x.transpose(1, 2).reshape(2, 36)
     vf = v.transpose(1, 2).reshape(2, 36)
@@ -305,8 +338,12 @@ def test_backward_redraws_the_same_directions_and_leaves_the_generator_alone(uni
     torch.testing.assert_close(out.detach(), want, rtol=1e-12, atol=1e-12)
 
 
-def test_autograd_saves_no_per_pair_tensors():
-    """Saved for backward: v, the pair list and per-particle weights, not K x d tensors."""
+@pytest.mark.parametrize("rows", [False, True])
+def test_autograd_saves_no_per_pair_tensors(rows, monkeypatch):
+    """Saved for backward when directions are redrawn: v, the pair list and per-particle weights,
+    not K x d tensors (in both layouts of kitinet_collision)."""
+    monkeypatch.setattr(dsmc, "_SAVE_DIRECTIONS_ELEMENTS", 0)
+    monkeypatch.setattr(kitinet, "_ROWS_FROM", 0.0 if rows else math.inf)
     gen = torch.Generator().manual_seed(0)
     s, heads, n = 4, 8, 64
     x = 1e-3 * torch.randn(s, heads * n, generator=gen)  # nearly all pairs collide
@@ -324,7 +361,8 @@ def test_autograd_saves_no_per_pair_tensors():
     k = round(float(rate) * s * n * (n - 1) / 2)
     assert k > 5000
     per_pair_tensor = k * heads * 4
-    assert sum(saved) <= v.numel() * 4 + k * 8 + s * n * 4
+    layout_copies = 2 * v.numel() * 4 if rows else 0  # autograd's reshape of x and v
+    assert sum(saved) <= v.numel() * 4 + k * 8 + s * n * 4 + layout_copies
     assert sum(saved) < per_pair_tensor
     out.sum().backward()
     assert torch.isfinite(v.grad).all()
