@@ -13,16 +13,20 @@ A batch of ``S`` independent systems, each of ``N`` particles in ``d`` dimension
 * optional position update (KITINet Eq. 5): ``x*_i = (x_i + sum_j A_ij (x_i + x_j) / 2) / (1 + k_i)``,
   computed as ``x_i + sum_j A_ij (x_j - x_i) / (2 (1 + k_i))``.
 
-Cost and memory (SPEC §5). The selection needs no gradient and runs in chunks of systems whose
-``(chunk, N, N)`` matrices stay cache-sized. Squared pairwise distances come from one Gram matmul per
+Cost and memory (SPEC §5). :func:`select_pairs` needs no gradient. It runs over chunks of whole
+systems into reused (chunk, N, N) buffers; squared distances come from one Gram matmul per
 system, never from an ``(N, N, d)`` difference tensor. Since ``exp(-x_r / mfp) <= 1`` and
-``v_r <= max v_r``, a pair with ``x_r >= mfp ln(1 / (1 - coll_coef))`` can never collide: one
-``amin`` over a chunk's position distances proves most chunks collision-free, and the velocity
-distances (for ``max v_r``) and scores are then evaluated only where that bound leaves candidates.
-The accepted pairs come out once as a list of flat indices; everything after it costs O(K d) for
-K accepted pairs, in chunks of bounded size (random directions exist only per chunk), and the
-differentiable part is a custom autograd function that saves only the velocities, the pair list
-and the random generator's state (directions are redrawn in backward), not per-pair tensors.
+``v_r <= max v_r``, a pair with ``x_r >= mfp ln(1 / (1 - coll_coef))`` can never collide: minima of
+small tiles of the position distances prove most of a chunk collision-free with one vectorised
+pass, velocity distances (for ``max v_r``) are computed only for chunks with candidates, and the
+score only at the candidates (or in place on whole matrices where they are dense). The accepted
+pairs come out once, as a list of flat indices in row-major (s, i, j) order.
+
+Everything after the selection costs O(K d) for K accepted pairs, in chunks of bounded size
+(random directions exist per chunk only). The differentiable part is a custom autograd function
+(:func:`collide_pairs`, :func:`collide_features`) that saves the velocities, the pair list, one
+weight per particle and the directions while they are small (else the generator state: backward
+redraws them), never autograd's per-pair intermediates.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ from torch import Tensor
 __all__ = [
     "DSMCResult",
     "collide",
+    "collide_features",
+    "collide_pairs",
     "collision_mask",
     "pairwise_distances",
+    "select_pairs",
 ]
 
 # Elements (pairs x dims) of per-pair tensors (random directions, gathered velocities) materialised
@@ -186,11 +193,12 @@ class _Selector:
     pair with ``x_r >= reach = mfp (ln(1 / (1 - c)) + margin)`` is never accepted. A full
     compare-and-``nonzero`` over every (N, N) matrix costs several times the matmul that built
     it (those ops are not vectorised), so each matrix is first reduced, vectorised, to the minima
-    of vertical tiles of ``tile`` rows; only passing tiles are expanded to their entries (or,
-    where many tiles pass, every entry is compared: the same set). Chunks without a passing tile
-    are done: their velocity distances are never computed. Matrices are built chunk by chunk
-    into reused buffers: allocating fresh (chunk, N, N) tensors costs more in page faults than
-    the matmul.
+    of vertical tiles of ``tile`` rows; only passing tiles are expanded to their entries, and the
+    score is evaluated at those (where many tiles pass, or the matrices are small, the same
+    elementwise ops run in place on whole matrices instead: the same decisions). Chunks without
+    a passing tile are done: their velocity distances are never computed. Matrices are built
+    chunk by chunk into reused buffers: allocating fresh (chunk, N, N) tensors costs more in page
+    faults than the matmul.
     """
 
     def __init__(self, x: Tensor, v: Tensor, coll_coef: float, mean_free_path: float) -> None:
@@ -198,7 +206,7 @@ class _Selector:
         self.coll_coef = coll_coef
         self.mean_free_path = mean_free_path
         self.chunk = min(self.n_sys, max(1, _PAIR_ELEMENTS // (self.n * self.n)))
-        self.x_aug = _augmented(x)
+        self.x_aug: tuple[Tensor, Tensor] | None = _augmented(x)
         self.v = v
         self.v_aug: tuple[Tensor, Tensor] | None = None  # built when a chunk has candidates
         self.buf_x = x.new_empty(self.chunk, self.n, self.n)
@@ -232,7 +240,10 @@ class _Selector:
     def _accept(self, start: int) -> Tensor:
         """Accepted flat pairs of the chunk of systems beginning at ``start``, row-major."""
         stop = min(start + self.chunk, self.n_sys)
+        assert self.x_aug is not None
         sq_x = self._gram(self.x_aug, start, stop, self.buf_x)
+        if stop == self.n_sys:
+            self.x_aug = None  # last use: freed before v_aug exists (peak memory)
         local = self._candidates(sq_x)  # None: score every entry
         if local is not None and local.numel() == 0:
             return local

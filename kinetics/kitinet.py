@@ -5,6 +5,11 @@ system's ``D`` features are reshaped row-major to ``(collision_heads, N)`` and p
 ``j``: ``N = D / collision_heads`` particles in ``collision_heads`` dimensions. After the collision the
 output is ``x* + dt * v'`` (``x + dt * v'`` without the position update). Like dropout or timm's
 DropPath, this happens only in training; in eval the module is exactly ``x + dt * v``.
+
+Training cost: the pair selection (:func:`kinetics.dsmc.select_pairs`, no autograd, two small
+Gram matmuls per system at most) dominates. When no pair collides the result is exactly
+``torch.add(x, v, alpha=dt)``; otherwise the changes of the colliding particles are added to it by
+a custom autograd function whose memory is O(S D + K) for K accepted pairs.
 """
 
 from __future__ import annotations
