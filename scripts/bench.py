@@ -108,7 +108,7 @@ class Config:
     kiti_heads: int = 16
     kiti_coefs: tuple[float, ...] = (0.9, 0.95)
     kiti_warmup: int = 1
-    kiti_rounds: int = 8
+    kiti_rounds: int = 10
     kiti_target: float = 1.10
     kiti_eval_noise: float = 1.03
     # 6. KO step overhead, CIFAR-100 head: (model, batch). Smaller batches for the deeper nets keep
@@ -123,7 +123,7 @@ class Config:
     ko_base_width: int = 64
     ko_coef: float = 0.5
     ko_warmup: int = 1
-    ko_rounds: int = 5
+    ko_rounds: int = 8
 
     @classmethod
     def quick(cls) -> Config:
