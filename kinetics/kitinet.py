@@ -5,6 +5,11 @@ system's ``D`` features are reshaped row-major to ``(collision_heads, N)`` and p
 ``j``: ``N = D / collision_heads`` particles in ``collision_heads`` dimensions. After the collision the
 output is ``x* + dt * v'`` (``x + dt * v'`` without the position update). Like dropout or timm's
 DropPath, this happens only in training; in eval the module is exactly ``x + dt * v``.
+
+Training cost: the pair selection (:func:`kinetics.dsmc.select_pairs`, no autograd, two small
+Gram matmuls per system at most) dominates. When no pair collides the result is exactly
+``torch.add(x, v, alpha=dt)``; otherwise the changes of the colliding particles are added to it by
+a custom autograd function whose memory is O(S D + K) for K accepted pairs.
 """
 
 from __future__ import annotations
@@ -14,15 +19,22 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from kinetics.dsmc import _check_coef, collide, collision_mask
+from kinetics.dsmc import (
+    _check_coef,
+    _compute_dtype,
+    collide,
+    collide_features,
+    collide_pairs,
+    select_pairs,
+)
 
 __all__ = ["KITINet", "kitinet_collision", "kitinet_collision_with_rate"]
 
-# Upper bound on the elements of one (systems, N, N) pair matrix: systems are processed in chunks
-# so that each pairwise tensor stays near 4 MiB in float32 whatever the batch size. The selection
-# streams ~15 elementwise passes over these matrices; chunks that stay in cache made the forward
-# at (S, D, heads) = (128, 8192, 16) ~1.8x faster than 64 MiB chunks (make bench, idle machine).
-_PAIR_ELEMENTS = 1 << 20
+
+# Above this many accepted pairs per particle (K > _ROWS_FROM * S * N) the collision runs on
+# particle-major copies of x and v (contiguous gathers, parallel index_add) instead of in place
+# on the (S, D) feature layout.
+_ROWS_FROM = 0.25
 
 
 def _check_heads(num_features: int, collision_heads: int) -> int:
@@ -64,38 +76,41 @@ def kitinet_collision_with_rate(
         return torch.add(x, v, alpha=dt), torch.zeros((), device=x.device)
 
     # (S, D) -> (S, heads, N) row-major -> particles (S, N, heads)
-    xp = x.reshape(n_sys, collision_heads, n).transpose(1, 2)
-    vp = v.reshape(n_sys, collision_heads, n).transpose(1, 2)
+    work = _compute_dtype(x.dtype)
+    xp = x.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
+    vp = v.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
+    # The selection (no gradient, chunked over systems) gives the accepted pairs once.
+    pairs, _ = select_pairs(xp, vp, coll_coef, mean_free_path)
+    k = pairs.shape[0]
+    rate = torch.tensor(k / (n_sys * n * (n - 1) // 2), device=x.device)
+    if directions is not None and directions.shape[0] != k:
+        raise ValueError(f"directions has {directions.shape[0]} rows but {k} pairs collided")
+    if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
+        return torch.add(x, v, alpha=dt), rate
 
-    outputs, accepted_total, used = [], 0, 0
-    chunk = max(1, _PAIR_ELEMENTS // (n * n))
-    for start in range(0, n_sys, chunk):
-        xs, vs = xp[start : start + chunk], vp[start : start + chunk]
-        mask = collision_mask(xs, vs, coll_coef, mean_free_path)
-        k = int(mask.sum())
-        dirs = None
-        if directions is not None:
-            dirs, used = directions[used : used + k], used + k
-        res = collide(
-            xs,
-            vs,
-            coll_coef,
-            mean_free_path=mean_free_path,
-            generator=generator,
-            position_update=position_update,
-            directions=dirs,
-            accepted=mask,
+    kwargs = dict(generator=generator, directions=directions, position_update=position_update)
+    if k <= _ROWS_FROM * n_sys * n:
+        # Few pairs: change x + dt v in place on strided views, no layout copies.
+        out = collide_features(
+            x.to(work).contiguous(), v.to(work).contiguous(), pairs, n, dt, **kwargs
         )
-        x_star = res.x_new if position_update else xs
-        outputs.append(torch.add(x_star, res.v_new, alpha=dt))
-        accepted_total += k
-    if directions is not None and used != directions.shape[0]:
-        raise ValueError(f"directions has {directions.shape[0]} rows but {used} pairs collided")
+        return out.to(x.dtype), rate
 
-    out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-    out = out.transpose(1, 2).reshape(n_sys, n_features)
-    rate = torch.tensor(accepted_total / (n_sys * n * (n - 1) // 2), device=x.device)
-    return out, rate
+    # Many pairs: per-pair gathers and scatters are much faster on particle-major rows, worth
+    # copying x and v into that layout (and the result back).
+    def rows(t: Tensor) -> Tensor:
+        return (
+            t.to(work)
+            .reshape(n_sys, collision_heads, n)
+            .transpose(1, 2)
+            .reshape(-1, collision_heads)
+        )
+
+    x_rows = rows(x)
+    v_new, x_new = collide_pairs(x_rows, rows(v), pairs, n, **kwargs)
+    out = torch.add(x_new if x_new is not None else x_rows, v_new, alpha=dt)
+    out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
+    return out.to(x.dtype), rate
 
 
 def kitinet_collision(

@@ -79,9 +79,24 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     hard_all = results["hard_all"]
     assert hard_all[-1]["accepted_pairs"] == hard_all[-1]["pairs"]  # coll_coef 1: all collide
     assert set(results["e2e"]["variants"]) == {"sgd", "soft", "hard"}
+    kiti = results["kiti_resnet"]
+    assert set(kiti["variants"]) == {"vanilla", "kiti_0.9", "kiti_0.95"}
+    assert kiti["eval_bitwise_equal"] is True  # eval KITINet is exactly x + v
+    assert {c["block"] for c in kiti["calls"]} == {"layer4.0", "layer4.1"}
+    assert all(
+        0.0 <= v["collision_rate"] <= 1.0 for k, v in kiti["variants"].items() if k != "vanilla"
+    )
+    ko = results["ko_resnets"]
+    assert [r["model"] for r in ko] == ["cifar_resnet18", "cifar_resnet50"]
+    for row in ko:
+        assert set(row["variants"]) == {"sgd", "soft", "hard"}
+        assert row["variants"]["sgd"]["peak_ratio_to_sgd"] == 1.0
+        assert all(v["peak_bytes"] > 0 for v in row["variants"].values())
     report = (tmp_path / "bench.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in report
+    assert "KITI-ResNet-18 step / ResNet-18, coll_coef 0.9" in report
+    assert "eval outputs bitwise equal" in report
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
 
 
