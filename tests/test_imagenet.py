@@ -4,7 +4,6 @@ timm model, and the ko-table2 renderer on fake run directories."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -59,14 +58,6 @@ def test_ko_table2_row_trains_on_an_image_folder(tmp_path: Path) -> None:
     groups = checkpoint["optimizer"]["param_groups"]
     assert len(groups) == 2  # LAMB without weight decay on biases / norms: both are scheduled
     assert [g["lr"] for g in groups] == pytest.approx([floor, floor])
-
-
-@pytest.fixture(scope="module")
-def render() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("render_script", REPO / "scripts" / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _imagenet_run(

@@ -8,22 +8,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 from test_tables import _table_rows, write_run
 
 SITES = [f"collision_rate.layers.{i}.residual" for i in range(4)]
-
-
-@pytest.fixture(scope="module")
-def render() -> ModuleType:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "render.py"
-    spec = importlib.util.spec_from_file_location("render_script_pde", path)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 def pde_run(
