@@ -1,12 +1,16 @@
 """Experiment suite for the ``kinetics`` package: a Hydra runner around one shared training loop.
 
-* :mod:`experiments.config`: the config schemas and :func:`~experiments.config.validate`, which
-  rejects bad values before anything is built.
-* :mod:`experiments.models` / :mod:`experiments.data`: registries of models and datasets
-  (``create_model`` / ``create_dataset``), starting with the papers' synthetic experiments.
-* :mod:`experiments.train`: :func:`~experiments.train.fit`, the training loop every trainer reuses.
-* :mod:`experiments.logging`: run-directory writers (metrics.jsonl, summary.json, ...) and W&B.
-* :mod:`experiments.runner`: ``run(cfg)``, what ``python run.py`` calls for every Hydra job.
+Layers point one way (each imports only from those above it):
+
+* :mod:`experiments.core`: errors, the registries (models, datasets, reports), the config schemas,
+  the :class:`~experiments.core.task.Task` protocol, loaders, metrics and model blocks. Imports no
+  domain.
+* :mod:`experiments.engine`: the training loop, checkpoints, callbacks, optimizers, schedulers,
+  distributed set-up and run directories.
+* the domains :mod:`experiments.synthetic`, :mod:`experiments.vision`, :mod:`experiments.pde`:
+  each registers its models and data sets; none imports another.
+* :mod:`experiments.domains` imports every domain; :mod:`experiments.runner` (``run(cfg)``) and
+  :mod:`experiments.reports` build on them.
 
 Importing this package is cheap: submodules are imported on use.
 """

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import inspect
 import logging
 import shlex
 import sys
@@ -27,30 +26,30 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from experiments._timm import import_timm
-from experiments.config import ConfigError, RunConfig, validate
-from experiments.data import TensorBatches, create_dataset
-from experiments.distributed import cleanup_distributed, init_distributed, replicas_identical
-from experiments.logging import (
-    NullLogger,
-    RunLogger,
-    WandbLogger,
+import experiments.domains  # noqa: F401  (every domain registers its models and data sets)
+from experiments.core.config import RunConfig, validate
+from experiments.core.errors import ConfigError
+from experiments.core.io import (
     atomic_torch_save,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
     git_commit,
 )
-from experiments.models import create_model, get_builder
-from experiments.schedulers import TimmSchedule, create_schedule
-from experiments.train import (
+from experiments.core.registry import DATASETS, MODELS
+from experiments.core.task import Task
+from experiments.engine.distributed import cleanup_distributed, init_distributed, replicas_identical
+from experiments.engine.loop import (
     CHECKPOINT_NAME,
     fit,
     progress_enabled,
     resolve_device,
     seed_everything,
 )
-from experiments.vision.data import VisionData
+from experiments.engine.optim import build_optimizer
+from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
+from experiments.engine.schedulers import build_scheduler
+from kinetics import KITINetConfig
 
 __all__ = [
     "build_model",
@@ -67,44 +66,39 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- builders
 
 
-def build_model(rc: RunConfig, device: torch.device, data: Any = None, rank: int = 0) -> nn.Module:
-    """The configured model on ``device``; KITINet residuals when ``collision=kitinet``.
+def kitinet_config(rc: RunConfig, device: torch.device, rank: int = 0) -> KITINetConfig | None:
+    """The run's KITINet settings (None unless ``collision=kitinet``), with its own random stream.
 
-    With image ``data``, its class count and input channels fill the builder's ``num_classes`` /
-    ``in_chans`` unless the model config sets them; a model that takes neither cannot read images.
-    Other data may take part through two optional methods (PDE data do):
-    ``data.model_kwargs(model_name, kwargs)`` completes the builder's arguments (channels), and
-    ``data.check_model(model, model_name)`` rejects a built model that cannot fit the data.
+    The generator is seeded from the run, so the same seed gives the same directions whatever else
+    draws random numbers; under DDP each rank sees other samples and gets its own stream (like
+    dropout).
     """
+    c = rc.collision
+    if c.name != "kitinet":
+        return None
+    return KITINetConfig(
+        collision_heads=c.collision_heads,
+        coll_coef=c.coll_coef,
+        dt=c.dt,
+        position_update=c.position_update,
+        mean_free_path=c.mean_free_path,
+        generator=torch.Generator(device=device).manual_seed(rc.collision_seed + rank),
+    )
+
+
+def build_model(
+    rc: RunConfig, device: torch.device, task: Task | None = None, rank: int = 0
+) -> nn.Module:
+    """The configured model on ``device``, its arguments completed and checked by ``task``."""
     kwargs = dict(rc.model.kwargs)
-    if isinstance(data, VisionData):
-        params = inspect.signature(get_builder(rc.model.name)).parameters
-        if "num_classes" not in params:
-            raise ConfigError(
-                f"model={rc.model.name} cannot take image data (dataset={rc.dataset.name}); "
-                "use an image model such as cifar_resnet18"
-            )
-        kwargs.setdefault("num_classes", data.num_classes)
-        if "in_chans" in params:
-            kwargs.setdefault("in_chans", data.input_size[0])
-    elif hasattr(data, "model_kwargs"):
-        kwargs = data.model_kwargs(rc.model.name, kwargs)
-    if rc.collision.name == "kitinet":
-        c = rc.collision
-        kwargs["kitinet"] = {
-            "collision_heads": c.collision_heads,
-            "coll_coef": c.coll_coef,
-            "dt": c.dt,
-            "position_update": c.position_update,
-            "mean_free_path": c.mean_free_path,
-            # The collision's own random stream, seeded from the run: the same seed gives the
-            # same directions whatever else draws random numbers.
-            # Under DDP each rank sees other samples and gets its own stream (like dropout).
-            "generator": torch.Generator(device=device).manual_seed(rc.collision_seed + rank),
-        }
-    model = create_model(rc.model.name, **kwargs).to(device)
-    if hasattr(data, "check_model"):
-        data.check_model(model, rc.model.name)
+    if task is not None:
+        kwargs = task.model_kwargs(rc.model.name, kwargs)
+    kitinet = kitinet_config(rc, device, rank)
+    if kitinet is not None:
+        kwargs["kitinet"] = kitinet
+    model = MODELS.create(rc.model.name, **kwargs).to(device)
+    if task is not None:
+        task.check_model(model, rc.model.name)
     return model
 
 
@@ -129,109 +123,6 @@ def select_watch(model: nn.Module, patterns: list[str], model_name: str) -> dict
             )
         selected.update({name: layers[name] for name in hits})
     return {name: layers[name] for name in layers if name in selected}
-
-
-def _base_optimizer(rc: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    o = rc.optimizer
-    extra: dict[str, Any] = {}
-    if o.name != "sgd":
-        if o.betas is not None:
-            extra["betas"] = tuple(o.betas)
-        if o.eps is not None:
-            extra["eps"] = o.eps
-    # timm's "sgd" is Nesterov SGD; its "momentum" is the classical heavy-ball SGD.
-    timm_name = ("sgd" if o.nesterov else "momentum") if o.name == "sgd" else o.name
-    try:
-        timm_optim = import_timm("timm.optim")
-    except ImportError:
-        timm_optim = None
-    if timm_optim is not None:
-        return timm_optim.create_optimizer_v2(
-            model,
-            opt=timm_name,
-            lr=o.lr,
-            weight_decay=o.weight_decay,
-            momentum=o.momentum,
-            filter_bias_and_bn=o.no_decay_bias_norm,
-            **extra,
-        )
-    params = model.parameters()
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-        )
-    if o.name in ("adam", "adamw"):
-        cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=o.lr, weight_decay=o.weight_decay, **extra)
-    raise ConfigError(f"optimizer.name={o.name!r} needs timm, which cannot be imported")
-
-
-def build_optimizer(
-    rc: RunConfig, model: nn.Module
-) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-    """``(optimizer to step, base optimizer)``: a KineticOptimizer for soft/hard collision."""
-    base = _base_optimizer(rc, model)
-    c = rc.collision
-    if c.name not in ("soft", "hard"):
-        return base, base
-    from kinetics import KineticOptimizer, select_modules
-
-    try:
-        layers = select_modules(model, c.modules)
-    except ValueError as err:
-        raise ConfigError(f"collision.modules={c.modules}: {err}") from err
-    optimizer = KineticOptimizer(
-        base,
-        layers,
-        c.name,
-        c.coll_coef,
-        seed=rc.collision_seed,
-        exclude_self=c.exclude_self,
-        mean_free_path=c.mean_free_path,
-    )
-    return optimizer, base
-
-
-def build_scheduler(
-    rc: RunConfig, base: torch.optim.Optimizer, steps_per_epoch: int | None = None
-) -> TimmSchedule | None:
-    """The lr schedule on the base optimizer (whose param groups KO shares), or None.
-
-    Built by timm's factory (:func:`experiments.schedulers.create_schedule`); ``steps_per_epoch``
-    (optimizer updates per epoch, i.e. training batches per process) is needed when
-    ``scheduler.interval=step``.
-    """
-    s = rc.scheduler
-    if s.name == "none" and s.warmup_epochs == 0:
-        return None  # constant lr; timm is not even imported
-    if s.interval == "step" and steps_per_epoch is None:
-        raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
-    return create_schedule(
-        base,
-        s.name,
-        epochs=rc.trainer.epochs,
-        interval=s.interval,
-        steps_per_epoch=steps_per_epoch,
-        t_max=s.t_max,
-        eta_min=s.eta_min,
-        milestones=s.milestones,
-        gamma=s.gamma,
-        warmup_epochs=s.warmup_epochs,
-        warmup_lr=s.warmup_lr,
-        warmup_prefix=s.warmup_prefix,
-    )
-
-
-def _loss_and_metrics(loss: str) -> tuple[nn.Module, dict[str, Any]]:
-    if loss == "mse":
-        return nn.MSELoss(), {}
-    if loss == "cross_entropy":
-
-        def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-            return (outputs.argmax(dim=-1) == targets).float().mean()
-
-        return nn.CrossEntropyLoss(), {"acc": accuracy}
-    raise ValueError(f"unknown loss {loss!r}")
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -313,8 +204,8 @@ def run(cfg: DictConfig) -> float:
     seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
     dist_info, device_spec = init_distributed(rc.trainer.device)
     device = resolve_device(device_spec)
-    data = create_dataset(rc.dataset.name, **rc.dataset.kwargs)
-    model = build_model(rc, device, data, rank=dist_info.rank)
+    task: Task = DATASETS.create(rc.dataset.name, **rc.dataset.kwargs)
+    model = build_model(rc, device, task, rank=dist_info.rank)
     if rc.trainer.precision == "fp16" and device.type != "cuda":
         raise ConfigError(
             f"trainer.precision=fp16 needs a CUDA device, but trainer.device={rc.trainer.device} "
@@ -331,30 +222,14 @@ def run(cfg: DictConfig) -> float:
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
         ddp_kwargs["forward"] = lambda _model, inputs: ddp(inputs)
 
-    if hasattr(data, "loaders"):  # VisionData, PDEData: their own batches, losses and metrics
-        if rc.trainer.batch_size is None and isinstance(data, VisionData):
-            raise ConfigError(
-                f"trainer.batch_size=null (full batch) does not fit image data "
-                f"(dataset={rc.dataset.name}); set e.g. trainer.batch_size=128"
-            )
-        train_data, test_data = data.loaders(
-            rc.trainer.batch_size,
-            seed=rc.seed,
-            num_workers=rc.trainer.num_workers,
-            pin_memory=device.type == "cuda",
-        )
-        loss_fn, eval_loss_fn, metric_fns = data.train_loss, data.eval_loss, data.metric_fns
-    else:
-        train_data = TensorBatches(
-            data.x_train,
-            data.y_train,
-            rc.trainer.batch_size,
-            shuffle=rc.trainer.shuffle,
-            seed=rc.seed,
-        )
-        test_data = TensorBatches(data.x_test, data.y_test, rc.trainer.batch_size, shuffle=False)
-        loss_fn, metric_fns = _loss_and_metrics(data.loss)
-        eval_loss_fn = loss_fn
+    train_data, test_data = task.loaders(
+        rc.trainer.batch_size,
+        seed=rc.seed,
+        num_workers=rc.trainer.num_workers,
+        pin_memory=device.type == "cuda",
+        shuffle=rc.trainer.shuffle,
+    )
+    loss_fn, eval_loss_fn, metric_fns = task.train_loss, task.eval_loss, task.metric_fns
     # After the loaders: a per-update schedule needs their length (batches per process).
     scheduler = build_scheduler(rc, base, steps_per_epoch=len(train_data))
 

@@ -12,7 +12,7 @@ This package depends on torch only; the experiment suite (``experiments``) build
 
 from kinetics.collision import hard_collision, soft_collision
 from kinetics.dsmc import collide, collision_mask
-from kinetics.kitinet import KITINet, kitinet_collision
+from kinetics.kitinet import KITINet, KITINetConfig, kitinet_collision
 from kinetics.metrics import (
     condensation_order,
     cosine_similarity_matrix,
@@ -24,6 +24,7 @@ from kinetics.optimizer import KineticOptimizer, find_classifier, select_modules
 
 __all__ = [
     "KITINet",
+    "KITINetConfig",
     "KineticOptimizer",
     "collide",
     "collision_mask",

@@ -14,6 +14,7 @@ a custom autograd function whose memory is O(S D + K) for K accepted pairs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -28,7 +29,7 @@ from kinetics.dsmc import (
     select_pairs,
 )
 
-__all__ = ["KITINet", "kitinet_collision", "kitinet_collision_with_rate"]
+__all__ = ["KITINet", "KITINetConfig", "kitinet_collision", "kitinet_collision_with_rate"]
 
 
 # Above this many accepted pairs per particle (K > _ROWS_FROM * S * N) the collision runs on
@@ -150,6 +151,41 @@ def kitinet_collision(
         generator=generator,
     )
     return out
+
+
+@dataclass(frozen=True)
+class KITINetConfig:
+    """The settings of KITINet collisions, one object from a config file to every module of a model.
+
+    A model builder takes ``kitinet: KITINetConfig | None`` and calls :meth:`build` for each residual
+    addition it turns into a collision (``None``: plain additions).
+    """
+
+    collision_heads: int
+    """Dimension of the collision space; must divide each system's feature size."""
+    coll_coef: float
+    """In [0, 1]; fraction-like control of accepted pairs (0: never collide)."""
+    dt: float = 1.0
+    """Time step of ``x' = x* + dt v'``."""
+    position_update: bool = True
+    """Use the collision-averaged position ``x*`` (False: KITINet Table 6's ablation)."""
+    mean_free_path: float = 1.0
+    """Length scale of the locality factor exp(-x_r / mean_free_path); > 0."""
+    generator: torch.Generator | None = field(default=None, compare=False, repr=False)
+    """Source of the random directions, shared by the modules built from this config (None: torch's
+    global generator)."""
+
+    def build(self, system: Literal["sample", "token"] = "sample") -> KITINet:
+        """A :class:`KITINet` with these settings and one system per ``system``."""
+        return KITINet(
+            self.collision_heads,
+            self.coll_coef,
+            self.dt,
+            self.position_update,
+            self.mean_free_path,
+            system,
+            generator=self.generator,
+        )
 
 
 class KITINet(nn.Module):

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from _literal import hard_collision_literal, literal_peak_bytes, soft_collision_literal
 
-from experiments.logging import git_commit
+from experiments.core.io import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -703,6 +703,7 @@ def _sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
 def bench_kiti_resnet(cfg: Config) -> dict[str, Any]:
     """KITI-ResNet-18 vs ResNet-18: training step and eval forward ratios, collision rates."""
     from experiments.vision.models import cifar_resnet18
+    from kinetics import KITINetConfig
     from kinetics.kitinet import kitinet_collision_with_rate
 
     torch.manual_seed(0)
@@ -712,7 +713,7 @@ def bench_kiti_resnet(cfg: Config) -> dict[str, Any]:
     models = {"vanilla": vanilla}
     for coef in cfg.kiti_coefs:
         kiti = cifar_resnet18(
-            **kwargs, kitinet={"collision_heads": cfg.kiti_heads, "coll_coef": coef}
+            **kwargs, kitinet=KITINetConfig(collision_heads=cfg.kiti_heads, coll_coef=coef)
         )
         kiti.load_state_dict(initial)  # KITINet has no parameters: same weights
         models[f"kiti_{coef}"] = kiti
@@ -1303,7 +1304,7 @@ def _render_kiti_resnet(rec: dict[str, Any]) -> list[str]:
 def _paper_ko_ratio(depth: str, variant: str, column: str) -> float | None:
     """KO Table 5 (CIFAR-100) ratio of ``variant`` ("S.C" / "H.C") to vanilla, or None."""
     try:
-        from experiments.tables import paper_value
+        from experiments.reports.common import paper_value
 
         base = paper_value("ko", "table5", f"Vanilla Resnet{depth}", column)
         other = paper_value("ko", "table5", f"Resnet{depth}+{variant}", column)

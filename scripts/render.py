@@ -38,8 +38,8 @@ import pandas as pd
 import torch
 import yaml
 
-from experiments import tables
-from experiments.logging import atomic_write, atomic_write_json
+from experiments.core.io import atomic_write, atomic_write_json
+from experiments.reports import common as tables
 from kinetics.metrics import max_offdiag_abs_cos, plot_cosine_heatmap, rho
 
 # KO Fig. 2: rows of the grid (config collision.name -> label) and columns (model.activation).
@@ -777,9 +777,10 @@ def _mflops(run: pd.Series) -> tuple[float, float, float]:
     last number is the same network with the ImageNet stem, in multiply-adds: the KITINet paper's
     MFLOPs convention. NaNs when the model cannot be built.
     """
-    from experiments.config import ConfigError
-    from experiments.models import create_model
+    from experiments.core.errors import ConfigError
+    from experiments.core.registry import MODELS
     from experiments.vision.models import count_mflops
+    from kinetics import KITINetConfig
 
     config = yaml.safe_load((Path(run["run_dir"]) / "config.yaml").read_text()) or {}
     kwargs = dict(config.get("model") or {})
@@ -791,14 +792,18 @@ def _mflops(run: pd.Series) -> tuple[float, float, float]:
     size = (3, 32, 32)
     try:
         torch.manual_seed(0)
-        flops = count_mflops(create_model(name, **kwargs), size)
+        flops = count_mflops(MODELS.create(name, **kwargs), size)
         train = math.nan
         if str(collision.get("name", "")).lower() == "kitinet":
-            kitinet = {k: collision[k] for k in _KITINET_KEYS if k in collision}
-            kitinet["generator"] = torch.Generator().manual_seed(0)
-            model = create_model(name, **kwargs, kitinet=kitinet)
+            kitinet = KITINetConfig(
+                **{k: collision[k] for k in _KITINET_KEYS if k in collision},
+                generator=torch.Generator().manual_seed(0),
+            )
+            model = MODELS.create(name, **kwargs, kitinet=kitinet)
             train = count_mflops(model, size, kitinet_train=True)
-        imagenet_macs = count_mflops(create_model(name, **{**kwargs, "stem": "imagenet"}), size) / 2
+        imagenet_macs = (
+            count_mflops(MODELS.create(name, **{**kwargs, "stem": "imagenet"}), size) / 2
+        )
     except (ConfigError, KeyError, TypeError, ValueError):
         return math.nan, math.nan, math.nan
     return flops, train, imagenet_macs

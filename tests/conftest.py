@@ -10,6 +10,8 @@ from types import ModuleType
 import pytest
 import torch
 
+import experiments.domains  # noqa: F401  (registers every model and data set, as the runner does)
+
 # One intra-op thread for every test: the tensors here are tiny, and on a 2-core machine (with
 # `pytest -n 2`, or any other load) extra OpenMP threads only add barriers that made tiny-op tests
 # 10-20x slower. Tests that need more threads set them themselves.

@@ -5,7 +5,6 @@ Options and experiments are enumerated from the YAML files, so a new file is tes
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from pathlib import Path
 
@@ -14,10 +13,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config import ConfigError, RunConfig, validate
-from experiments.models import get_builder
+from experiments.core.config import RunConfig, validate
+from experiments.core.errors import ConfigError
+from experiments.core.registry import MODELS
+from experiments.engine.optim import build_optimizer
+from experiments.engine.schedulers import build_scheduler
 from experiments.pde.models import check_resolution
-from experiments.runner import build_model, build_optimizer, build_scheduler, select_watch
+from experiments.runner import build_model, select_watch
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose options are tested one by one (hydra/ configures Hydra itself, experiment/ below).
@@ -52,7 +54,7 @@ def build_all(cfg: DictConfig) -> None:
     if hasattr(model, "kitinet_systems") and hasattr(model, "dim"):  # an FNO (PDE data)
         _check_fno(rc, model)
         return
-    params = inspect.signature(get_builder(rc.model.name)).parameters
+    params = MODELS.parameters(rc.model.name)
     if "num_classes" in params:  # image model; without data it has the builder's class count
         out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
         assert out.shape == (2, rc.model.kwargs.get("num_classes", params["num_classes"].default))

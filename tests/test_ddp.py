@@ -89,7 +89,7 @@ def test_ddp_replicas_stay_bit_identical_with_hard_collisions(tmp_path):
 
 
 def test_slurm_tasks_become_torchrun_ranks() -> None:
-    from experiments.distributed import first_slurm_host, slurm_environment
+    from experiments.engine.distributed import first_slurm_host, slurm_environment
 
     assert first_slurm_host("gpu[07-09,12],cpu1") == "gpu07"
     assert first_slurm_host("node3,node4") == "node3"

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.config import ConfigError
+from experiments.core.errors import ConfigError
+from experiments.core.registry import MODELS
 from experiments.pde import airfoil as af
-from experiments.pde.models import create_pde_model
+from kinetics import KITINetConfig
 
 # ------------------------------------------------------------------------------- CRC-32C
 
@@ -365,8 +366,8 @@ def test_oformer_forward_on_loaded_data(fixture: tuple[Path, dict]) -> None:
     tensors, meta = af.load_airfoil(root, "train", t_in=2, t_out=3, stride=3)
     torch.manual_seed(0)
     kwargs = dict(dim=16, num_heads=2, encoder_layers=1, decoder_layers=1)
-    for kitinet in (None, {"collision_heads": 4, "coll_coef": 0.5}):
-        model = create_pde_model(
+    for kitinet in (None, KITINetConfig(collision_heads=4, coll_coef=0.5)):
+        model = MODELS.create(
             "oformer",
             in_channels=meta["in_channels"],
             out_channels=meta["out_channels"],

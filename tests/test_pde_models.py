@@ -3,36 +3,35 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from experiments.config import ConfigError
+import experiments.domains  # noqa: F401
+from experiments.core.errors import ConfigError
+from experiments.core.metrics import mse, relative_l2, rmse
+from experiments.core.registry import MODELS
 from experiments.pde.models import (
     FNO,
     SpectralConv,
     check_resolution,
-    create_pde_model,
     grid_coordinates,
-    list_pde_models,
-    mse,
     practical_collision_heads,
-    relative_l2,
-    rmse,
 )
-from kinetics import KITINet
+from kinetics import KITINet, KITINetConfig
 
 TINY_FNO1D = {"width": 8, "modes": 8, "n_layers": 3, "projection_hidden": 16}
 TINY_FNO2D = {"in_channels": 4, "width": 6, "modes": 4, "n_layers": 2, "projection_hidden": 8}
 TINY_OFORMER = {"in_channels": 3, "out_channels": 2, "dim": 16, "num_heads": 2}
-EAGER = {"collision_heads": 8, "coll_coef": 0.9, "mean_free_path": 100.0}
+EAGER = KITINetConfig(collision_heads=8, coll_coef=0.9, mean_free_path=100.0)
 
 
 def _pair(name: str, kitinet: dict, seed: int = 0, **kwargs) -> tuple[torch.nn.Module, ...]:
     """A vanilla model and its KITI- twin with identical weights."""
     torch.manual_seed(seed)
-    vanilla = create_pde_model(name, **kwargs)
-    kiti = create_pde_model(name, kitinet=kitinet, **kwargs)
+    vanilla = MODELS.create(name, **kwargs)
+    kiti = MODELS.create(name, kitinet=kitinet, **kwargs)
     kiti.load_state_dict(vanilla.state_dict())
     return vanilla, kiti
 
@@ -51,20 +50,20 @@ def _smooth_1d(n: int) -> torch.Tensor:
 
 
 def test_registry_names() -> None:
-    assert list_pde_models() == ["fno1d", "fno2d", "oformer"]
+    assert {"fno1d", "fno2d", "oformer"} <= set(MODELS.names())
     with pytest.raises(ConfigError, match="unknown"):
-        create_pde_model("fno3d")
+        MODELS.create("fno3d")
 
 
 def test_output_shapes() -> None:
     torch.manual_seed(0)
-    assert create_pde_model("fno1d", **TINY_FNO1D)(torch.randn(2, 32, 1)).shape == (2, 32, 1)
+    assert MODELS.create("fno1d", **TINY_FNO1D)(torch.randn(2, 32, 1)).shape == (2, 32, 1)
     u = torch.randn(2, 16, 12, 4)
-    rollout = create_pde_model("fno2d", t_out=5, out_channels=2, **TINY_FNO2D)
+    rollout = MODELS.create("fno2d", t_out=5, out_channels=2, **TINY_FNO2D)
     assert rollout(u).shape == (2, 16, 12, 5)  # 3 calls of 2 steps, truncated to 5
-    one_shot = create_pde_model("fno2d", t_out=None, out_channels=5, **TINY_FNO2D)
+    one_shot = MODELS.create("fno2d", t_out=None, out_channels=5, **TINY_FNO2D)
     assert one_shot(u).shape == (2, 16, 12, 5)
-    oformer = create_pde_model("oformer", **TINY_OFORMER)
+    oformer = MODELS.create("oformer", **TINY_OFORMER)
     values, coords, queries = torch.randn(2, 40, 3), torch.rand(2, 40, 2), torch.rand(2, 25, 2)
     assert oformer(values, coords, queries).shape == (2, 25, 2)
     assert oformer(values, coords).shape == (2, 40, 2)
@@ -77,21 +76,21 @@ def test_output_shapes() -> None:
 
 
 def test_bad_inputs_raise() -> None:
-    model = create_pde_model("fno1d", **TINY_FNO1D)
+    model = MODELS.create("fno1d", **TINY_FNO1D)
     with pytest.raises(ValueError, match="channels last"):
         model(torch.randn(2, 1, 32))
     with pytest.raises(ConfigError, match="kitinet_layers"):
-        create_pde_model("fno1d", kitinet=EAGER, kitinet_layers=[3], **TINY_FNO1D)
+        MODELS.create("fno1d", kitinet=EAGER, kitinet_layers=[3], **TINY_FNO1D)
     with pytest.raises(ConfigError, match="does not divide the token width"):
-        create_pde_model(
-            "oformer", kitinet={"collision_heads": 3, "coll_coef": 0.5}, **TINY_OFORMER
+        MODELS.create(
+            "oformer", kitinet=KITINetConfig(collision_heads=3, coll_coef=0.5), **TINY_OFORMER
         )
 
 
 def test_rollout_feeds_predictions_back() -> None:
     """Autoregressive output = manual loop over forward_step with a sliding window."""
     torch.manual_seed(0)
-    model = create_pde_model("fno2d", t_out=3, **TINY_FNO2D).eval()
+    model = MODELS.create("fno2d", t_out=3, **TINY_FNO2D).eval()
     u = torch.randn(1, 8, 8, 4)
     with torch.no_grad():
         steps, window = [], u
@@ -162,7 +161,7 @@ def test_fno_resolution_invariance() -> None:
     remains (~1%) is aliasing of the pointwise layers' harmonics (GELU, the grid-coordinate ramp).
     """
     torch.manual_seed(0)
-    model = create_pde_model("fno1d", width=16, modes=16, n_layers=4).eval()
+    model = MODELS.create("fno1d", width=16, modes=16, n_layers=4).eval()
     with torch.no_grad():
         for layer in model.layers:
             layer.spectral.weight.normal_(0.0, 0.02)
@@ -187,13 +186,13 @@ def test_kiti_fno_eval_equals_fno(name: str) -> None:
     u = torch.randn(shape)
     assert torch.equal(kiti.eval()(u), vanilla.eval()(u))
     # coll_coef = 0 never collides: training output equals the vanilla one too.
-    _, never = _pair(name, {**EAGER, "coll_coef": 0.0}, **kwargs)
+    _, never = _pair(name, replace(EAGER, coll_coef=0.0), **kwargs)
     assert torch.equal(never.train()(u), vanilla(u))
 
 
 def test_kitinet_gets_skip_as_x_and_spectral_as_v() -> None:
     """KITINet App. E.1: 1x1-conv (skip) output = position x, spectral-conv output = velocity v."""
-    model = create_pde_model("fno1d", kitinet=EAGER, **TINY_FNO1D)
+    model = MODELS.create("fno1d", kitinet=EAGER, **TINY_FNO1D)
     layer = model.layers[1]
     seen: dict[str, torch.Tensor] = {}
     layer.skip.register_forward_hook(lambda m, args, out: seen.__setitem__("skip", out))
@@ -220,8 +219,8 @@ def test_kiti_fno_training_collides_and_logs_rates() -> None:
 
 
 def test_kitinet_layers_and_position_update_reach_modules() -> None:
-    kitinet = {**EAGER, "position_update": False}
-    model = create_pde_model("fno1d", kitinet=kitinet, kitinet_layers=[0, 2], **TINY_FNO1D)
+    kitinet = replace(EAGER, position_update=False)
+    model = MODELS.create("fno1d", kitinet=kitinet, kitinet_layers=[0, 2], **TINY_FNO1D)
     modules = _kitinets(model)
     assert list(modules) == ["layers.0.residual", "layers.2.residual"]
     assert all(not m.position_update and m.system == "sample" for m in modules.values())
@@ -229,24 +228,24 @@ def test_kitinet_layers_and_position_update_reach_modules() -> None:
     u = _smooth_1d(32)
     outputs = {}
     for flag in (True, False):
-        config = {**EAGER, "position_update": flag, "generator": torch.Generator().manual_seed(1)}
+        config = replace(EAGER, position_update=flag, generator=torch.Generator().manual_seed(1))
         _, kiti = _pair("fno1d", config, **TINY_FNO1D)
         outputs[flag] = kiti.train()(u)
     assert not torch.allclose(outputs[True], outputs[False], atol=1e-4)
 
 
 def test_check_resolution_and_forward_errors() -> None:
-    model = create_pde_model("fno1d", kitinet={**EAGER, "collision_heads": 16}, **TINY_FNO1D)
+    model = MODELS.create("fno1d", kitinet=replace(EAGER, collision_heads=16), **TINY_FNO1D)
     report = check_resolution(model, (32,))
     assert report == {f"layers.{i}.residual": (256, 16) for i in range(3)}
     with pytest.raises(ConfigError, match="more than max_particles=8"):
         check_resolution(model, (32,), max_particles=8)
-    bad = create_pde_model("fno1d", kitinet={**EAGER, "collision_heads": 3}, **TINY_FNO1D)
+    bad = MODELS.create("fno1d", kitinet=replace(EAGER, collision_heads=3), **TINY_FNO1D)
     with pytest.raises(ConfigError, match="allowed: 1, 2, 4, 8, 16"):
         check_resolution(bad, (32,))
     with pytest.raises(ValueError, match="does not divide"):
         bad.train()(torch.randn(2, 32, 1))
-    assert check_resolution(create_pde_model("fno1d", **TINY_FNO1D), (32,)) == {}
+    assert check_resolution(MODELS.create("fno1d", **TINY_FNO1D), (32,)) == {}
 
 
 def test_practical_collision_heads() -> None:
@@ -259,7 +258,7 @@ def test_practical_collision_heads() -> None:
 
 
 def test_oformer_kitinet_trains_and_eval_equals_vanilla() -> None:
-    kitinet = {"collision_heads": 4, "coll_coef": 0.9, "mean_free_path": 100.0}
+    kitinet = KITINetConfig(collision_heads=4, coll_coef=0.9, mean_free_path=100.0)
     vanilla, kiti = _pair("oformer", kitinet, **TINY_OFORMER)
     modules = _kitinets(kiti)
     assert len(modules) == 2 * (4 + 1) and all(m.system == "token" for m in modules.values())
@@ -281,10 +280,10 @@ def test_oformer_kitinet_trains_and_eval_equals_vanilla() -> None:
 # --------------------------------------------------------------------------- training, metrics
 
 
-@pytest.mark.parametrize("kitinet", [None, {"collision_heads": 8, "coll_coef": 0.3}])
-def test_training_smoke_decreases_loss(kitinet: dict | None) -> None:
+@pytest.mark.parametrize("kitinet", [None, KITINetConfig(collision_heads=8, coll_coef=0.3)])
+def test_training_smoke_decreases_loss(kitinet: KITINetConfig | None) -> None:
     torch.manual_seed(0)
-    model: FNO = create_pde_model("fno1d", kitinet=kitinet, **TINY_FNO1D)
+    model: FNO = MODELS.create("fno1d", kitinet=kitinet, **TINY_FNO1D)
     u = torch.randn(8, 32, 1)
     target = torch.roll(u, 3, dims=1) - 0.5 * u  # a linear operator the FNO can represent
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from test_runner import kill_and_resume, read_metrics, run_inprocess
 
-from experiments.config import ConfigError
+from experiments.core.errors import ConfigError
 from experiments.pde import generate as gen
 from experiments.pde.data import MissingPDEDataError, burgers, generate_command, heat, navier_stokes
 from experiments.pde.io import save_dataset

@@ -19,10 +19,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from experiments.config import ConfigError
-from experiments.data import TensorBatches
+from experiments.core.errors import ConfigError
+from experiments.core.loaders import TensorBatches
+from experiments.engine.loop import fit
 from experiments.runner import run
-from experiments.train import fit
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"

@@ -10,8 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from test_configs import CONFIG_DIR
 
-from experiments.config import ConfigError, validate
-from experiments.schedulers import TimmSchedule, create_schedule
+from experiments.core.config import validate
+from experiments.core.errors import ConfigError
+from experiments.engine.schedulers import TimmSchedule, create_schedule
 
 
 def _optimizer(lr: float = 0.1, groups: int = 1) -> torch.optim.Optimizer:

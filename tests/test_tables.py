@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from experiments import tables
+from experiments.reports import common as tables
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
@@ -455,7 +455,7 @@ def test_render_ko_table1_end_to_end(tmp_path: Path, render: ModuleType) -> None
 
 
 def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) -> None:
-    from experiments.models import create_model
+    from experiments.core.registry import MODELS
     from experiments.vision.models import count_mflops
 
     runs = tmp_path / "runs"
@@ -498,8 +498,8 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
     assert list(acc) == expected_rows
     # The cost columns, recomputed here from the same config (eval, batch 1, 3x32x32).
     torch.manual_seed(0)
-    flops = count_mflops(create_model("cifar_resnet34", base_width=8, num_classes=10), (3, 32, 32))
-    imagenet = create_model("cifar_resnet34", base_width=8, num_classes=10, stem="imagenet")
+    flops = count_mflops(MODELS.create("cifar_resnet34", base_width=8, num_classes=10), (3, 32, 32))
+    imagenet = MODELS.create("cifar_resnet34", base_width=8, num_classes=10, stem="imagenet")
     macs = count_mflops(imagenet, (3, 32, 32)) / 2
     assert acc["ResNet-34 [15]"] == [
         "91.0 ± 1.4 (n=2)",

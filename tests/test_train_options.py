@@ -12,9 +12,9 @@ import torch
 from test_runner import read_metrics, run_inprocess
 from torch import nn
 
-from experiments.config import ConfigError
-from experiments.logging import NullLogger
-from experiments.train import CHECKPOINT_NAME, PeakMemory, fit
+from experiments.core.errors import ConfigError
+from experiments.engine.loop import CHECKPOINT_NAME, PeakMemory, fit
+from experiments.engine.rundir import NullLogger
 
 
 def conv_net() -> nn.Module:

@@ -17,8 +17,9 @@ from fixtures_vision import (
     write_image_folder,
 )
 
-from experiments.config import ConfigError
-from experiments.data import create_dataset, list_datasets
+from experiments.core import metrics
+from experiments.core.errors import ConfigError
+from experiments.core.registry import DATASETS
 from experiments.vision import data as vd
 
 
@@ -58,14 +59,14 @@ def imagenet_root(tmp_path_factory) -> Path:
 
 
 def test_registered():
-    assert {"cifar10", "cifar100", "fashion_mnist", "imagenet"} <= set(list_datasets())
+    assert {"cifar10", "cifar100", "fashion_mnist", "imagenet"} <= set(DATASETS.names())
 
 
 # --------------------------------------------------------------------------- CIFAR
 
 
 def test_cifar10_batches_shapes_and_normalisation(cifar10_files):
-    data = create_dataset("cifar10", root=str(cifar10_files.root), verify=False, download=False)
+    data = DATASETS.create("cifar10", root=str(cifar10_files.root), verify=False, download=False)
     assert data.num_classes == 10 and data.input_size == (3, 32, 32)
     assert data.classes[0] == "airplane" and set(data.metric_fns) == {"top1", "top5"}
     train, test = data.loaders(8, seed=0)
@@ -148,7 +149,7 @@ def test_read_idx_roundtrip_and_bad_header(tmp_path):
 @pytest.mark.parametrize("gz", [True, False])
 def test_fashion_mnist_fixture(tmp_path, gz):
     files = write_fashion_mnist(tmp_path, gz=gz)
-    data = create_dataset("fashion_mnist", root=str(tmp_path))
+    data = DATASETS.create("fashion_mnist", root=str(tmp_path))
     assert (len(data.train), len(data.test), data.num_classes) == (30, 10, 10)
     assert data.input_size == (1, 28, 28)
     x_test, y_test = _all(data.loaders(4)[1])
@@ -276,17 +277,17 @@ def test_topk_accuracy_hand_examples():
     targets = torch.tensor([3, 2, 0, 0])
     # top-1 hits row 0; top-2 adds row 1 (2 is second); top-3 adds nothing (row 2's 0 is last,
     # row 3's 0 is last); top-4 is everything.
-    assert [vd.topk_accuracy(logits, targets, k).item() for k in (1, 2, 3, 4)] == [
+    assert [metrics.topk_accuracy(logits, targets, k).item() for k in (1, 2, 3, 4)] == [
         0.25,
         0.5,
         0.5,
         1.0,
     ]
     soft = F.one_hot(targets, 4).float() * 0.7 + 0.075
-    assert vd.topk_accuracy(logits, soft, 2).item() == 0.5
+    assert metrics.topk_accuracy(logits, soft, 2).item() == 0.5
     with pytest.raises(ValueError, match="k=5"):
-        vd.topk_accuracy(logits, targets, 5)
-    assert set(vd.accuracy_metrics(10)) == {"top1", "top5"}
+        metrics.topk_accuracy(logits, targets, 5)
+    assert set(metrics.accuracy_metrics(10)) == {"top1", "top5"}
 
 
 def test_classification_loss_hard_soft_and_bce():

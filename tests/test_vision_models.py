@@ -3,19 +3,23 @@ Fig. 4 FC-head ResNet18, the FLOP counter and the timm builder."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
-from experiments.config import ConfigError
-from experiments.models import PlainResidual, XTanh, create_model, list_models, supports_kitinet
+from experiments.core.blocks import PlainResidual, XTanh
+from experiments.core.config import supports_kitinet
+from experiments.core.errors import ConfigError
+from experiments.core.registry import MODELS
 from experiments.vision.models import check_input_size, count_mflops
-from kinetics import KITINet, select_modules
+from kinetics import KITINet, KITINetConfig, select_modules
 
 DEPTHS = (18, 34, 50, 101, 152)
 TINY = {"base_width": 4}
 # mean_free_path far above the particle distances: exp(-x_r / mfp) ~ 1, so pairs surely collide.
-EAGER = {"collision_heads": 4, "coll_coef": 0.9, "mean_free_path": 1e6}
+EAGER = KITINetConfig(collision_heads=4, coll_coef=0.9, mean_free_path=1e6)
 
 
 def _kitinets(model: nn.Module) -> dict[str, KITINet]:
@@ -34,9 +38,9 @@ def _randomise_bn_stats(model: nn.Module, seed: int = 1) -> None:
 def _twins(name: str, kitinet: dict, **kwargs) -> tuple[nn.Module, nn.Module]:
     """A vanilla model and its KITI- twin with the same state dict."""
     torch.manual_seed(0)
-    vanilla = create_model(name, **kwargs)
+    vanilla = MODELS.create(name, **kwargs)
     _randomise_bn_stats(vanilla)
-    kiti = create_model(name, kitinet=kitinet, **kwargs)
+    kiti = MODELS.create(name, kitinet=kitinet, **kwargs)
     kiti.load_state_dict(vanilla.state_dict())  # strict: KITINet adds no parameters or buffers
     return vanilla, kiti
 
@@ -45,7 +49,7 @@ def _twins(name: str, kitinet: dict, **kwargs) -> tuple[nn.Module, nn.Module]:
 
 
 def test_registered_names() -> None:
-    names = set(list_models())
+    names = set(MODELS.names())
     for depth in DEPTHS:
         assert f"cifar_resnet{depth}" in names
         assert supports_kitinet(f"cifar_resnet{depth}")
@@ -57,7 +61,7 @@ def test_registered_names() -> None:
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_shapes_every_depth(depth: int) -> None:
     torch.manual_seed(0)
-    model = create_model(f"cifar_resnet{depth}", num_classes=7, **TINY)
+    model = MODELS.create(f"cifar_resnet{depth}", num_classes=7, **TINY)
     expansion = 1 if depth < 50 else 4
     assert model.num_features == 8 * 4 * expansion
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 7)
@@ -69,9 +73,9 @@ def test_shapes_every_depth(depth: int) -> None:
 
 def test_grayscale_input_and_imagenet_stem() -> None:
     torch.manual_seed(0)
-    gray = create_model("cifar_resnet18", in_chans=1, **TINY)
+    gray = MODELS.create("cifar_resnet18", in_chans=1, **TINY)
     assert gray(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    imagenet = create_model("cifar_resnet50", stem="imagenet", **TINY)
+    imagenet = MODELS.create("cifar_resnet50", stem="imagenet", **TINY)
     assert imagenet.conv1.kernel_size == (7, 7) and isinstance(imagenet.maxpool, nn.MaxPool2d)
     assert imagenet(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
@@ -79,13 +83,13 @@ def test_grayscale_input_and_imagenet_stem() -> None:
 def test_full_width_matches_the_standard_cifar_resnets() -> None:
     """Widths 64-128-256-512, 3x3 stride-1 stem without max-pool, and the parameter counts of the
     widely used CIFAR ResNet-18 (11,173,962) and ResNet-50 (23,520,842) for 10 classes."""
-    r18 = create_model("cifar_resnet18")
+    r18 = MODELS.create("cifar_resnet18")
     assert (r18.conv1.kernel_size, r18.conv1.stride) == ((3, 3), (1, 1))
     assert isinstance(r18.maxpool, nn.Identity)
     assert [r18.layer1[0].conv1.out_channels, r18.layer4[1].conv2.out_channels] == [64, 512]
     assert r18.layer4[0].conv1.stride == (2, 2) and r18.layer1[0].conv1.stride == (1, 1)
     assert sum(p.numel() for p in r18.parameters()) == 11_173_962
-    r50 = create_model("cifar_resnet50")
+    r50 = MODELS.create("cifar_resnet50")
     assert r50.layer4[2].conv3.out_channels == 2048 and r50.fc.in_features == 2048
     assert r50.layer2[0].conv2.stride == (2, 2)  # the stride sits on the 3x3 conv
     assert sum(p.numel() for p in r50.parameters()) == 23_520_842
@@ -101,12 +105,11 @@ def test_full_width_matches_the_standard_cifar_resnets() -> None:
         ({"kitinet_stages": [0]}, "kitinet_stages"),
         ({"kitinet": EAGER, "kitinet_stages": []}, "kitinet_stages"),
         ({"kitinet": EAGER, "kitinet_stages": 4}, "kitinet_stages"),
-        ({"kitinet": {**EAGER, "system": "token"}}, "system"),
     ],
 )
 def test_bad_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        create_model("cifar_resnet18", **{**TINY, **kwargs})
+        MODELS.create("cifar_resnet18", **{**TINY, **kwargs})
 
 
 # --------------------------------------------------------------------------- KITI-ResNet
@@ -125,7 +128,7 @@ def test_kiti_eval_equals_vanilla_exactly(depth: int) -> None:
 
 def test_kiti_training_collides_and_logs_rate() -> None:
     gen = torch.Generator().manual_seed(3)
-    vanilla, kiti = _twins("cifar_resnet18", {**EAGER, "generator": gen}, **TINY)
+    vanilla, kiti = _twins("cifar_resnet18", replace(EAGER, generator=gen), **TINY)
     modules = _kitinets(kiti)
     assert all(m.last_collision_rate is None for m in modules.values())
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(4))
@@ -149,7 +152,7 @@ def test_kiti_training_collides_and_logs_rate() -> None:
 )
 def test_kitinet_stages_reach_the_right_blocks(stages: list | None, expected: dict) -> None:
     kwargs = {} if stages is None else {"kitinet_stages": stages}
-    model = create_model("cifar_resnet34", kitinet=EAGER, **TINY, **kwargs)
+    model = MODELS.create("cifar_resnet34", kitinet=EAGER, **TINY, **kwargs)
     found: dict[str, int] = {}
     for name in _kitinets(model):
         stage, _, slot = name.split(".")
@@ -162,7 +165,7 @@ def test_kitinet_stages_reach_the_right_blocks(stages: list | None, expected: di
 
 
 def test_no_kitinet_without_kitinet_kwargs() -> None:
-    model = create_model("cifar_resnet18", kitinet_stages=[1, 2, 3, 4], **TINY)
+    model = MODELS.create("cifar_resnet18", kitinet_stages=[1, 2, 3, 4], **TINY)
     assert not _kitinets(model)
 
 
@@ -179,8 +182,8 @@ def test_no_kitinet_without_kitinet_kwargs() -> None:
     ],
 )
 def test_check_input_size_matches_a_real_forward(name: str, stem: str, size: tuple) -> None:
-    model = create_model(
-        name, stem=stem, kitinet={**EAGER, "collision_heads": 1}, kitinet_stages=[2, 3, 4], **TINY
+    model = MODELS.create(
+        name, stem=stem, kitinet=replace(EAGER, collision_heads=1), kitinet_stages=[2, 3, 4], **TINY
     )
     seen: dict[str, int] = {}
     for module_name, module in _kitinets(model).items():
@@ -196,24 +199,24 @@ def test_check_input_size_matches_a_real_forward(name: str, stem: str, size: tup
 
 
 def test_check_input_size_full_width_cifar_last_stage() -> None:
-    r18 = create_model("cifar_resnet18", kitinet={**EAGER, "collision_heads": 16})
+    r18 = MODELS.create("cifar_resnet18", kitinet=replace(EAGER, collision_heads=16))
     assert set(check_input_size(r18, (3, 32, 32)).values()) == {(8192, 512)}  # 512 x 4 x 4
-    r50 = create_model("cifar_resnet50", kitinet={**EAGER, "collision_heads": 16})
+    r50 = MODELS.create("cifar_resnet50", kitinet=replace(EAGER, collision_heads=16))
     assert set(check_input_size(r50, (3, 32, 32)).values()) == {(32768, 2048)}  # 2048 x 4 x 4
 
 
 def test_check_input_size_errors() -> None:
     # base width 4: the last stage of ResNet-18 is 32 x 4 x 4 = 512 features at 32x32
-    model = create_model("cifar_resnet18", kitinet={**EAGER, "collision_heads": 3}, **TINY)
+    model = MODELS.create("cifar_resnet18", kitinet=replace(EAGER, collision_heads=3), **TINY)
     with pytest.raises(ValueError, match=r"collision_heads=3 .*D=C\*H\*W=512.*allowed: 1, 2, 4, 8"):
         check_input_size(model, (3, 32, 32))
-    ok = create_model("cifar_resnet18", kitinet={**EAGER, "collision_heads": 4}, **TINY)
+    ok = MODELS.create("cifar_resnet18", kitinet=replace(EAGER, collision_heads=4), **TINY)
     assert set(check_input_size(ok, (3, 32, 32)).values()) == {(512, 128)}
     with pytest.raises(ValueError, match=r"N=128 .*max_particles=64; use one of: 8, 16"):
         check_input_size(ok, (3, 32, 32), max_particles=64)
     with pytest.raises(ValueError, match="in_chans = 3"):
         check_input_size(ok, (1, 28, 28))
-    assert check_input_size(create_model("cifar_resnet18", **TINY), (3, 32, 32)) == {}
+    assert check_input_size(MODELS.create("cifar_resnet18", **TINY), (3, 32, 32)) == {}
 
 
 # --------------------------------------------------------------------------- KO Fig. 4 model
@@ -222,7 +225,7 @@ def test_check_input_size_errors() -> None:
 @pytest.mark.parametrize(("activation", "cls"), [("tanh", nn.Tanh), ("xtanh", XTanh)])
 def test_fc_head_model(activation: str, cls: type) -> None:
     torch.manual_seed(0)
-    model = create_model("resnet18_fc_head", activation=activation)
+    model = MODELS.create("resnet18_fc_head", activation=activation)
     assert isinstance(model.act, cls)
     shapes = [(m.in_features, m.out_features) for m in (model.fc1, model.fc2, model.fc)]
     assert shapes == [(512, 1024), (1024, 1024), (1024, 10)]
@@ -238,7 +241,7 @@ def test_fc_head_model(activation: str, cls: type) -> None:
         assert torch.equal(model(x), expected)
     assert expected.shape == (2, 10)
     with pytest.raises(ConfigError, match="activation"):
-        create_model("resnet18_fc_head", activation="swish", base_width=4)
+        MODELS.create("resnet18_fc_head", activation="swish", base_width=4)
 
 
 # --------------------------------------------------------------------------- FLOPs and timm
@@ -250,7 +253,7 @@ def test_count_mflops_exact_for_a_conv() -> None:
 
 
 def test_count_mflops_scales_with_input_and_restores_mode() -> None:
-    model = create_model("cifar_resnet18", **TINY).train()
+    model = MODELS.create("cifar_resnet18", **TINY).train()
     small, large = count_mflops(model, (3, 16, 16)), count_mflops(model, (3, 32, 32))
     assert small > 0
     # every conv scales with H*W (x4); only the tiny fc does not
@@ -267,7 +270,7 @@ def test_count_mflops_kitinet() -> None:
 
 
 def test_timm_builder_offline() -> None:
-    model = create_model("timm_model", model_name="resnet18", num_classes=10)
+    model = MODELS.create("timm_model", model_name="resnet18", num_classes=10)
     assert model.get_classifier().out_features == 10
     assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
@@ -279,9 +282,10 @@ def test_timm_models_and_data_do_not_import_wandb() -> None:
 
     code = (
         "import sys\n"
-        "from experiments.models import create_model\n"
+        "import experiments.domains\n"
+        "from experiments.core.registry import MODELS\n"
         "from experiments.vision.data import ClassificationLoss\n"
-        "create_model('timm_model', model_name='test_resnet', num_classes=3)\n"
+        "MODELS.create('timm_model', model_name='test_resnet', num_classes=3)\n"
         "ClassificationLoss(0.1, bce=True)\n"
         "assert 'timm' in sys.modules and 'wandb' not in sys.modules, 'wandb imported'\n"
         "import wandb  # still importable afterwards, for logger=wandb\n"

@@ -9,7 +9,7 @@ import pytest
 from fixtures_vision import write_cifar10, write_fashion_mnist
 from test_runner import kill_and_resume, read_metrics, run_inprocess
 
-from experiments.config import ConfigError
+from experiments.core.errors import ConfigError
 
 TINY = ["model.base_width=4", "trainer.batch_size=8", "trainer.epochs=2"]
 

@@ -61,8 +61,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from experiments.config import ConfigError
-from experiments.logging import atomic_write, atomic_write_json
+from experiments.core.errors import ConfigError
+from experiments.core.io import atomic_write, atomic_write_json
 
 __all__ = [
     "AIRFOIL_SPLITS",

@@ -26,7 +26,6 @@ and its KITINet systems at the training resolution before any training.
 
 from __future__ import annotations
 
-import inspect
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,10 +34,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from experiments.config import ConfigError
-from experiments.data import TensorBatches, register_dataset
+from experiments.core.errors import ConfigError
+from experiments.core.loaders import TensorBatches
+from experiments.core.metrics import mse, relative_l2, rmse
+from experiments.core.registry import DATASETS, MODELS
+from experiments.core.task import TaskDefaults
 from experiments.pde.io import load_dataset, sidecar_path
-from experiments.pde.models import DEFAULT_MAX_PARTICLES, check_resolution, mse, relative_l2, rmse
+from experiments.pde.models import DEFAULT_MAX_PARTICLES, check_resolution
 
 __all__ = [
     "GENERATE_SCRIPT",
@@ -74,7 +76,7 @@ def _relative_l2(outputs: Tensor, targets: Tensor) -> Tensor:
 
 
 @dataclass
-class PDEData:
+class PDEData(TaskDefaults):
     """An operator-learning data set in memory, channels last.
 
     ``x_*``: inputs ``(n, *spatial, c_in)``; ``y_*``: targets ``(n, *spatial, c_out)``. The test
@@ -149,9 +151,7 @@ class PDEData:
         Raises:
             ConfigError: the model takes no ``in_channels`` (it is no neural operator).
         """
-        from experiments.models import get_builder
-
-        params = inspect.signature(get_builder(model_name)).parameters
+        params = MODELS.parameters(model_name)
         if "in_channels" not in params:
             raise ConfigError(
                 f"model={model_name} cannot take PDE data (dataset={self.name}); use fno{self.dim}d"
@@ -271,7 +271,7 @@ def _check_window(t_in: int, t_out: int) -> None:
             raise ConfigError(f"dataset.{key}={value!r} must be an integer >= 1")
 
 
-@register_dataset
+@DATASETS.register
 def burgers(
     path: str = "data/pde/burgers.pt",
     n_train: int = 1000,
@@ -347,7 +347,7 @@ def _time_series(
     )
 
 
-@register_dataset
+@DATASETS.register
 def navier_stokes(
     path: str = "data/pde/navier_stokes.pt",
     n_train: int = 1000,
@@ -379,7 +379,7 @@ def navier_stokes(
     )
 
 
-@register_dataset
+@DATASETS.register
 def heat(
     path: str = "data/pde/heat.pt",
     n_train: int = 1000,
@@ -413,7 +413,7 @@ def heat(
 
 
 @dataclass
-class MeshData:
+class MeshData(TaskDefaults):
     """Operator learning on one irregular mesh (Airfoil, KITINet App. F.4) for OFormer.
 
     Inputs are ``(values, coords)`` pairs: ``values`` ``(n, nodes, c_in)`` at ``coords``
@@ -455,9 +455,7 @@ class MeshData:
 
     def model_kwargs(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """``kwargs`` completed with ``in_channels``, ``out_channels`` and ``coord_dim``."""
-        from experiments.models import get_builder
-
-        params = inspect.signature(get_builder(model_name)).parameters
+        params = MODELS.parameters(model_name)
         if "coord_dim" not in params:
             raise ConfigError(
                 f"model={model_name} cannot take mesh data (dataset={self.name}); use oformer"
@@ -493,7 +491,7 @@ def _airfoil_rmse(stats: Mapping[str, Any], mask: Tensor) -> MetricFn:
     return rmse_metric
 
 
-@register_dataset
+@DATASETS.register
 def airfoil(
     root: str = "data/airfoil",
     t_in: int = 4,

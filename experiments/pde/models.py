@@ -7,8 +7,8 @@ copying the forward; its default FNO is also not the classic one (channel MLPs, 
 Here the addition is a module slot (:class:`FourierLayer`'s ``residual``), and nothing extra is
 installed.
 
-Models (build them with :func:`create_pde_model`; names ``fno1d``, ``fno2d``, ``oformer``; importing
-this module also registers them in :mod:`experiments.models`' registry, for ``model=fno1d`` etc.):
+Models (registered in :data:`~experiments.core.registry.MODELS` as ``fno1d``, ``fno2d``,
+``oformer`` when this module is imported; build them with ``MODELS.create(name, ...)``):
 
 * :class:`FNO` (Li et al. 2021, the classic architecture): lifting ``Linear`` of the input channels
   plus grid coordinates, ``n_layers`` Fourier layers ``act(residual(skip(h), spectral(h)))`` with no
@@ -48,16 +48,16 @@ rise with depth (up to 0.1-0.4 in the last layer): log them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from experiments.config import ConfigError
-from experiments.models import PlainResidual, register_model
-from kinetics import KITINet
+from experiments.core.blocks import make_residual
+from experiments.core.errors import ConfigError
+from experiments.core.registry import MODELS
+from kinetics import KITINet, KITINetConfig
 
 __all__ = [
     "FNO",
@@ -67,17 +67,11 @@ __all__ = [
     "PointwiseLinear",
     "SpectralConv",
     "check_resolution",
-    "create_pde_model",
     "fno1d",
     "fno2d",
-    "get_pde_builder",
     "grid_coordinates",
-    "list_pde_models",
-    "mse",
     "oformer",
     "practical_collision_heads",
-    "relative_l2",
-    "rmse",
 ]
 
 # Keep N = D / collision_heads at or below this many particles per system (see the module doc).
@@ -85,16 +79,6 @@ DEFAULT_MAX_PARTICLES = 2048
 
 
 # --------------------------------------------------------------------------- residual slots
-
-
-def _make_residual(kitinet: Mapping[str, Any] | None, system: str) -> nn.Module:
-    """``PlainResidual`` (``x + v``) for ``kitinet=None``, else ``KITINet(**kitinet, system=...)``."""
-    if kitinet is None:
-        return PlainResidual()
-    kwargs = dict(kitinet)
-    if kwargs.setdefault("system", system) != system:
-        raise ConfigError(f"kitinet system={kwargs['system']!r}: this model needs {system!r}")
-    return KITINet(**kwargs)
 
 
 def _kitinet_indices(layers: Sequence[int] | None, count: int, key: str) -> set[int]:
@@ -275,12 +259,12 @@ class FourierLayer(nn.Module):
         modes: Sequence[int],
         *,
         activation: bool,
-        kitinet: Mapping[str, Any] | None,
+        kitinet: KITINetConfig | None,
     ) -> None:
         super().__init__()
         self.spectral = SpectralConv(width, width, modes)
         self.skip = PointwiseLinear(width, width)
-        self.residual = _make_residual(kitinet, "sample")
+        self.residual = make_residual(kitinet)
         self.act = nn.GELU() if activation else nn.Identity()
 
     def forward(self, h: Tensor) -> Tensor:
@@ -318,7 +302,7 @@ class FNO(nn.Module):
         projection_hidden: int = 128,
         grid: bool = True,
         t_out: int | None = None,
-        kitinet: Mapping[str, Any] | None = None,
+        kitinet: KITINetConfig | None = None,
         kitinet_layers: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -445,15 +429,15 @@ class EncoderBlock(nn.Module):
     """Pre-norm block: ``h = res_attn(h, attn(LN h)); h = res_ffn(h, ffn(LN h))``."""
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: int, kitinet: Mapping[str, Any] | None
+        self, dim: int, num_heads: int, mlp_ratio: int, kitinet: KITINetConfig | None
     ) -> None:
         super().__init__()
         self.norm_attn = nn.LayerNorm(dim)
         self.attn = GalerkinAttention(dim, num_heads)
-        self.res_attn = _make_residual(kitinet, "token")
+        self.res_attn = make_residual(kitinet, system="token")
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = _feed_forward(dim, mlp_ratio)
-        self.res_ffn = _make_residual(kitinet, "token")
+        self.res_ffn = make_residual(kitinet, system="token")
 
     def forward(self, h: Tensor) -> Tensor:
         """``(B, n, dim) -> (B, n, dim)``."""
@@ -466,16 +450,16 @@ class DecoderBlock(nn.Module):
     """``z = res_attn(z, cross_attn(LN z, LN ctx)); z = res_ffn(z, ffn(LN z))``."""
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: int, kitinet: Mapping[str, Any] | None
+        self, dim: int, num_heads: int, mlp_ratio: int, kitinet: KITINetConfig | None
     ) -> None:
         super().__init__()
         self.norm_query = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(dim)
         self.attn = GalerkinAttention(dim, num_heads)
-        self.res_attn = _make_residual(kitinet, "token")
+        self.res_attn = make_residual(kitinet, system="token")
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = _feed_forward(dim, mlp_ratio)
-        self.res_ffn = _make_residual(kitinet, "token")
+        self.res_ffn = make_residual(kitinet, system="token")
 
     def forward(self, z: Tensor, context: Tensor) -> Tensor:
         """Queries ``(B, n_q, dim)`` attend to encoder tokens ``(B, n_k, dim)``."""
@@ -516,7 +500,7 @@ class OFormer(nn.Module):
         encoder_layers: int = 4,
         decoder_layers: int = 1,
         mlp_ratio: int = 2,
-        kitinet: Mapping[str, Any] | None = None,
+        kitinet: KITINetConfig | None = None,
         kitinet_layers: Sequence[int] | None = None,
         kitinet_decoder: bool = True,
     ) -> None:
@@ -610,6 +594,7 @@ def _check_sizes(**sizes: int) -> None:
             raise ConfigError(f"model.{key}={value!r} must be an integer >= 1")
 
 
+@MODELS.register
 def fno1d(
     in_channels: int = 1,
     out_channels: int = 1,
@@ -618,7 +603,7 @@ def fno1d(
     n_layers: int = 4,
     projection_hidden: int = 128,
     grid: bool = True,
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_layers: Sequence[int] | None = None,
 ) -> FNO:
     """FNO-1D, public Burgers setting (u0 -> u(., 1)): modes 16, width 64, 4 layers."""
@@ -636,6 +621,7 @@ def fno1d(
     )
 
 
+@MODELS.register
 def fno2d(
     in_channels: int = 10,
     out_channels: int = 1,
@@ -645,7 +631,7 @@ def fno2d(
     n_layers: int = 4,
     projection_hidden: int = 128,
     grid: bool = True,
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_layers: Sequence[int] | None = None,
 ) -> FNO:
     """FNO-2D for NS / Heat: 10 input steps as channels, rolled out one step at a time to ``t_out``.
@@ -668,6 +654,7 @@ def fno2d(
     )
 
 
+@MODELS.register
 def oformer(
     in_channels: int = 4,
     out_channels: int = 4,
@@ -677,7 +664,7 @@ def oformer(
     encoder_layers: int = 4,
     decoder_layers: int = 1,
     mlp_ratio: int = 2,
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_layers: Sequence[int] | None = None,
     kitinet_decoder: bool = True,
 ) -> OFormer:
@@ -695,74 +682,3 @@ def oformer(
         kitinet_layers=kitinet_layers,
         kitinet_decoder=kitinet_decoder,
     )
-
-
-_PDE_MODELS: dict[str, Callable[..., nn.Module]] = {
-    "fno1d": fno1d,
-    "fno2d": fno2d,
-    "oformer": oformer,
-}
-# The runner's model registry knows them too (`model=fno1d`); experiments/models.py imports this
-# module at its end, so the registry is the same whichever module is imported first.
-for _builder in _PDE_MODELS.values():
-    register_model(_builder)
-
-
-def list_pde_models() -> list[str]:
-    """Names accepted by :func:`create_pde_model`."""
-    return sorted(_PDE_MODELS)
-
-
-def get_pde_builder(name: str) -> Callable[..., nn.Module]:
-    """The builder of PDE model ``name`` (its signature lists the configurable arguments)."""
-    if name not in _PDE_MODELS:
-        raise ConfigError(f"model.name={name!r} is unknown; PDE models: {list_pde_models()}")
-    return _PDE_MODELS[name]
-
-
-def create_pde_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build PDE model ``name`` (``fno1d``, ``fno2d``, ``oformer``) with ``kwargs``.
-
-    ``kitinet={...}`` (KITINet keyword arguments) gives the KITI- variant; None the vanilla one.
-    """
-    return get_pde_builder(name)(**kwargs)
-
-
-# --------------------------------------------------------------------------- losses and metrics
-
-
-def relative_l2(
-    pred: Tensor, target: Tensor, *, reduction: str = "mean", eps: float = 1e-12
-) -> Tensor:
-    """Relative L2 error per sample, ``||pred - target|| / ||target||`` over all non-batch dims.
-
-    ``reduction``: ``"mean"`` (the FNO papers' loss and metric), ``"sum"`` (to accumulate over a
-    test set) or ``"none"`` (shape ``(B,)``). ``eps`` guards an all-zero target.
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    diff = torch.linalg.vector_norm((pred - target).flatten(1), dim=1)
-    norm = torch.linalg.vector_norm(target.flatten(1), dim=1)
-    errors = diff / norm.clamp_min(eps)
-    if reduction == "mean":
-        return errors.mean()
-    if reduction == "sum":
-        return errors.sum()
-    if reduction == "none":
-        return errors
-    raise ValueError(f"reduction={reduction!r} is not one of 'mean', 'sum', 'none'")
-
-
-def mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over all elements."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    return (pred - target).square().mean()
-
-
-def rmse(pred: Tensor, target: Tensor) -> Tensor:
-    """Root mean squared error over all elements (Table 4's Airfoil metric).
-
-    Over a test set take the square root of the mean MSE, not the mean of batch RMSEs.
-    """
-    return mse(pred, target).sqrt()

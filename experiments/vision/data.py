@@ -31,9 +31,8 @@ torchvision and timm are imported inside the builders, so importing this module 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, Subset
 from torch.utils.data._utils.collate import default_collate
 
-from experiments._timm import import_timm
-from experiments.config import ConfigError
-from experiments.data import register_dataset
+from experiments.core.errors import ConfigError
+from experiments.core.metrics import accuracy_metrics
+from experiments.core.registry import DATASETS, MODELS
+from experiments.core.task import TaskDefaults
+from experiments.core.timm import import_timm
+from experiments.vision.models import check_input_size
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -63,13 +65,11 @@ __all__ = [
     "MixupCollate",
     "SeededSampler",
     "VisionData",
-    "accuracy_metrics",
     "cifar10",
     "cifar100",
     "fashion_mnist",
     "imagenet",
     "read_idx",
-    "topk_accuracy",
 ]
 
 # Per-channel mean / std of the training images (pixels scaled to [0, 1]), the usual statistics of
@@ -96,25 +96,6 @@ class MissingDataError(FileNotFoundError):
 
 
 # --------------------------------------------------------------------------- losses and metrics
-
-
-def topk_accuracy(outputs: Tensor, targets: Tensor, k: int = 1) -> Tensor:
-    """Fraction of rows whose target class is among the ``k`` largest logits (top-k accuracy).
-
-    ``targets``: class indices ``(N,)``, or soft targets ``(N, C)`` whose argmax is the class.
-    """
-    if not 1 <= k <= outputs.shape[-1]:
-        raise ValueError(f"k={k} must be in [1, {outputs.shape[-1]}] (the number of classes)")
-    if targets.ndim == outputs.ndim:
-        targets = targets.argmax(dim=-1)
-    top = outputs.topk(k, dim=-1).indices
-    return (top == targets.unsqueeze(-1)).any(dim=-1).float().mean()
-
-
-def accuracy_metrics(num_classes: int, ks: Sequence[int] = (1, 5)) -> dict[str, MetricFn]:
-    """``{"top1": ..., "top5": ...}`` metric functions; ``k`` larger than the class count is
-    skipped."""
-    return {f"top{k}": partial(topk_accuracy, k=k) for k in ks if k <= num_classes}
 
 
 class ClassificationLoss(nn.Module):
@@ -268,7 +249,7 @@ class MixupCollate:
 
 
 @dataclass
-class VisionData:
+class VisionData(TaskDefaults):
     """An image classification data set: train / test ``Dataset``s and what training them needs.
 
     ``input_size`` is ``(C, H, W)`` of the test images (train crops may be smaller, e.g. RSB A3).
@@ -292,11 +273,32 @@ class VisionData:
         """``top1`` (and ``top5`` when there are more than 5 classes), as fractions."""
         return accuracy_metrics(self.num_classes)
 
+    def model_kwargs(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``kwargs`` completed with the class count and, where the model takes it, the input
+        channels; a model that takes neither cannot read images."""
+        params = MODELS.parameters(model_name)
+        if "num_classes" not in params:
+            raise ConfigError(
+                f"model={model_name} cannot take image data; use an image model such as "
+                "cifar_resnet18"
+            )
+        out = dict(kwargs)
+        out.setdefault("num_classes", self.num_classes)
+        if "in_chans" in params:
+            out.setdefault("in_chans", self.input_size[0])
+        return out
+
+    def check_model(self, model: nn.Module, model_name: str) -> None:
+        """Every KITINet residual must divide into ``collision_heads`` rows at this input size."""
+        del model_name
+        check_input_size(model, self.input_size)
+
     def loaders(
         self,
-        batch_size: int,
+        batch_size: int | None,
         *,
         seed: int = 0,
+        shuffle: bool = True,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -320,8 +322,14 @@ class VisionData:
                 padded to equal length; the caller must all-reduce the sums). Default: every rank
                 evaluates the whole test set, so metrics are exact and identical on all ranks.
         """
+        if batch_size is None:
+            raise ConfigError(
+                "trainer.batch_size=null (full batch) does not fit image data; set e.g. "
+                "trainer.batch_size=128"
+            )
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size} must be >= 1")
+        del shuffle  # image training always reshuffles (SeededSampler, from the run seed)
         if self.mixup is not None and batch_size % 2:
             raise ConfigError(f"batch_size={batch_size} must be even with Mixup / CutMix")
         world = _dist_world() if distributed in (None, True) else None
@@ -461,7 +469,7 @@ def _cifar(
     )
 
 
-@register_dataset
+@DATASETS.register
 def cifar10(
     root: str = "data",
     download: bool = True,
@@ -494,7 +502,7 @@ def cifar10(
     )
 
 
-@register_dataset
+@DATASETS.register
 def cifar100(
     root: str = "data",
     download: bool = True,
@@ -636,7 +644,7 @@ def _resize_uint8(images: Tensor, size: int) -> Tensor:
     return out.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
 
 
-@register_dataset
+@DATASETS.register
 def fashion_mnist(
     root: str = DEBIAN_FASHION_MNIST_ROOT,
     resize: int | None = None,
@@ -727,7 +735,7 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
-@register_dataset
+@DATASETS.register
 def imagenet(
     root: str = "data/imagenet",
     input_size: int = 224,

@@ -33,17 +33,18 @@ is ``layer{s}.{i}.residual``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from experiments._timm import import_timm
-from experiments.config import ConfigError
-from experiments.models import PlainResidual, make_activation, register_model
-from kinetics import KITINet
+from experiments.core.blocks import make_activation, make_residual
+from experiments.core.errors import ConfigError
+from experiments.core.registry import MODELS
+from experiments.core.timm import import_timm
+from kinetics import KITINet, KITINetConfig
 
 __all__ = [
     "STEMS",
@@ -81,16 +82,6 @@ def _downsampled(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def _make_residual(kitinet: Mapping[str, Any] | None) -> nn.Module:
-    """``PlainResidual`` (``x + v``) for None, else ``KITINet(**kitinet)`` with one system per sample."""
-    if kitinet is None:
-        return PlainResidual()
-    kwargs = dict(kitinet)
-    if kwargs.setdefault("system", "sample") != "sample":
-        raise ConfigError(f"kitinet system={kwargs['system']!r}: CNN feature maps need 'sample'")
-    return KITINet(**kwargs)
-
-
 def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
     """Identity, or a strided 1x1 conv + BN where the shape changes (ResNet option B)."""
     if stride == 1 and in_planes == out_planes:
@@ -107,7 +98,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int, kitinet: Mapping[str, Any] | None
+        self, in_planes: int, planes: int, stride: int, kitinet: KITINetConfig | None
     ) -> None:
         super().__init__()
         self.stride = stride
@@ -118,7 +109,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = _shortcut(in_planes, self.out_channels, stride)
-        self.residual = _make_residual(kitinet)
+        self.residual = make_residual(kitinet)
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual branch, before the addition and the final ReLU."""
@@ -134,7 +125,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(
-        self, in_planes: int, planes: int, stride: int, kitinet: Mapping[str, Any] | None
+        self, in_planes: int, planes: int, stride: int, kitinet: KITINetConfig | None
     ) -> None:
         super().__init__()
         self.stride = stride
@@ -147,7 +138,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(self.out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut = _shortcut(in_planes, self.out_channels, stride)
-        self.residual = _make_residual(kitinet)
+        self.residual = make_residual(kitinet)
 
     def branch(self, x: Tensor) -> Tensor:
         """The residual branch, before the addition and the final ReLU."""
@@ -196,7 +187,7 @@ class ResNet(nn.Module):
         in_chans: int = 3,
         base_width: int = 64,
         stem: str = "cifar",
-        kitinet: Mapping[str, Any] | None = None,
+        kitinet: KITINetConfig | None = None,
         kitinet_stages: Sequence[int] = (4,),
     ) -> None:
         super().__init__()
@@ -419,72 +410,72 @@ def _cifar_resnet(depth: int, arguments: dict[str, Any]) -> ResNet:
     return ResNet(block, layers, **kwargs)
 
 
-@register_model
+@MODELS.register
 def cifar_resnet18(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
 ) -> nn.Module:
     """CIFAR ResNet-18 (BasicBlock, 2-2-2-2); KITI-ResNet-18 with ``kitinet``. See :class:`ResNet`."""
     return _cifar_resnet(18, locals())
 
 
-@register_model
+@MODELS.register
 def cifar_resnet34(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
 ) -> nn.Module:
     """CIFAR ResNet-34 (BasicBlock, 3-4-6-3); KITI-ResNet-34 with ``kitinet``. See :class:`ResNet`."""
     return _cifar_resnet(34, locals())
 
 
-@register_model
+@MODELS.register
 def cifar_resnet50(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
 ) -> nn.Module:
     """CIFAR ResNet-50 (Bottleneck, 3-4-6-3); KITI-ResNet-50 with ``kitinet``. See :class:`ResNet`."""
     return _cifar_resnet(50, locals())
 
 
-@register_model
+@MODELS.register
 def cifar_resnet101(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
 ) -> nn.Module:
     """CIFAR ResNet-101 (Bottleneck, 3-4-23-3); KITI with ``kitinet``. See :class:`ResNet`."""
     return _cifar_resnet(101, locals())
 
 
-@register_model
+@MODELS.register
 def cifar_resnet152(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
-    kitinet: Mapping[str, Any] | None = None,
+    kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
 ) -> nn.Module:
     """CIFAR ResNet-152 (Bottleneck, 3-8-36-3); KITI with ``kitinet``. See :class:`ResNet`."""
     return _cifar_resnet(152, locals())
 
 
-@register_model
+@MODELS.register
 def resnet18_fc_head(
     num_classes: int = 10,
     in_chans: int = 3,
@@ -505,7 +496,7 @@ def resnet18_fc_head(
     )
 
 
-@register_model
+@MODELS.register
 def timm_model(
     model_name: str = "resnet50",
     pretrained: bool = False,

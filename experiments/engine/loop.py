@@ -46,8 +46,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from experiments.config import PRECISIONS
-from experiments.logging import MetricsWriter, RunLogger, atomic_torch_save
+from experiments.core.config import PRECISIONS
+from experiments.core.io import atomic_torch_save
+from experiments.engine.rundir import MetricsWriter, RunLogger
 
 __all__ = [
     "CHECKPOINT_NAME",

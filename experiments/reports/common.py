@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from experiments.logging import git_commit
+from experiments.core.io import git_commit
 
 __all__ = [
     "MISSING",
@@ -54,7 +54,7 @@ __all__ = [
     "write_markdown",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER_TABLES_PATH = REPO_ROOT / "results" / "paper_tables.yaml"
 MISSING = "missing"
 NOT_APPLICABLE = "—"

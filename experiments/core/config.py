@@ -29,6 +29,10 @@ from typing import Any, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from experiments.core.blocks import check_activation
+from experiments.core.errors import ConfigError
+from experiments.core.registry import DATASETS, MODELS, Registry
+
 __all__ = [
     "COLLISION_NAMES",
     "LOGGER_NAMES",
@@ -37,7 +41,6 @@ __all__ = [
     "SCHEDULER_INTERVALS",
     "SCHEDULER_NAMES",
     "CollisionConfig",
-    "ConfigError",
     "LoggerConfig",
     "OptimizerConfig",
     "PathsConfig",
@@ -45,6 +48,7 @@ __all__ = [
     "SchedulerConfig",
     "SpecConfig",
     "TrainerConfig",
+    "supports_kitinet",
     "validate",
 ]
 
@@ -54,10 +58,6 @@ SCHEDULER_NAMES = ("none", "cosine", "multistep")
 SCHEDULER_INTERVALS = ("epoch", "step")
 LOGGER_NAMES = ("none", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot work; the message names the key, its value and what is allowed."""
 
 
 def _allowed(values: typing.Iterable[str]) -> str:
@@ -461,33 +461,33 @@ def _pop_defaults(section: str, values: dict[str, Any], keys: tuple[str, ...]) -
                 raise ConfigError(f"{section}.{key}={value!r} must be a list of module names")
 
 
-def _model_spec(values: dict[str, Any]) -> SpecConfig:
-    from experiments import models
-
-    _pop_defaults("model", values, MODEL_DEFAULT_KEYS)
+def _spec(
+    section: str, registry: Registry[Any], values: dict[str, Any], reserved: tuple[str, ...]
+) -> SpecConfig:
     name = values.pop("name", None)
-    if name not in models.list_models():
+    if name not in registry:
         raise ConfigError(
-            f"model.name={name!r} is unknown; registered models: {_allowed(models.list_models())}"
+            f"{section}.name={name!r} is unknown; registered {section}s: {_allowed(registry.names())}"
         )
-    _check_builder_kwargs("model", name, values, models.get_builder(name), ("kitinet",))
-    if "activation" in values:
-        models.check_activation(values["activation"])
+    _check_builder_kwargs(section, name, values, registry.get(name), reserved)
     return SpecConfig(name=name, kwargs=values)
+
+
+def _model_spec(values: dict[str, Any]) -> SpecConfig:
+    _pop_defaults("model", values, MODEL_DEFAULT_KEYS)
+    if "activation" in values:
+        check_activation(values["activation"])
+    return _spec("model", MODELS, values, ("kitinet",))
 
 
 def _dataset_spec(values: dict[str, Any]) -> SpecConfig:
-    from experiments import data
-
     _pop_defaults("dataset", values, DATASET_DEFAULT_KEYS)
-    name = values.pop("name", None)
-    if name not in data.list_datasets():
-        raise ConfigError(
-            f"dataset.name={name!r} is unknown; registered datasets: "
-            f"{_allowed(data.list_datasets())}"
-        )
-    _check_builder_kwargs("dataset", name, values, data.get_builder(name), ())
-    return SpecConfig(name=name, kwargs=values)
+    return _spec("dataset", DATASETS, values, ())
+
+
+def supports_kitinet(model_name: str) -> bool:
+    """Whether the registered model has residual additions KITINet can replace."""
+    return "kitinet" in MODELS.parameters(model_name)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -530,10 +530,8 @@ def validate(cfg: DictConfig) -> RunConfig:
 
 def _check_combinations(run: RunConfig) -> None:
     """Model / collision / trainer combinations that cannot work."""
-    from experiments import models
-
-    if run.collision.name == "kitinet" and not models.supports_kitinet(run.model.name):
-        with_residual = [m for m in models.list_models() if models.supports_kitinet(m)]
+    if run.collision.name == "kitinet" and not supports_kitinet(run.model.name):
+        with_residual = [m for m in MODELS.names() if supports_kitinet(m)]
         raise ConfigError(
             f"collision=kitinet needs a model with residual connections, but model={run.model.name} "
             f"has none; use one of: {_allowed(with_residual)} (or collision=none/soft/hard)"

@@ -30,10 +30,10 @@ from typing import Any
 
 import torch
 
-from experiments._timm import import_timm
-from experiments.config import SCHEDULER_INTERVALS
+from experiments.core.config import SCHEDULER_INTERVALS, RunConfig
+from experiments.core.timm import import_timm
 
-__all__ = ["TimmSchedule", "cosine_epochs", "create_schedule"]
+__all__ = ["TimmSchedule", "build_scheduler", "cosine_epochs", "create_schedule"]
 
 
 class TimmSchedule:
@@ -157,3 +157,33 @@ def create_schedule(
     else:
         raise ValueError(f"unknown scheduler {name!r}; allowed: none, cosine, multistep")
     return TimmSchedule(scheduler, interval, ticks)
+
+
+def build_scheduler(
+    rc: RunConfig, base: torch.optim.Optimizer, steps_per_epoch: int | None = None
+) -> TimmSchedule | None:
+    """The lr schedule on the base optimizer (whose param groups KO shares), or None.
+
+    Built by timm's factory (:func:`experiments.schedulers.create_schedule`); ``steps_per_epoch``
+    (optimizer updates per epoch, i.e. training batches per process) is needed when
+    ``scheduler.interval=step``.
+    """
+    s = rc.scheduler
+    if s.name == "none" and s.warmup_epochs == 0:
+        return None  # constant lr; timm is not even imported
+    if s.interval == "step" and steps_per_epoch is None:
+        raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
+    return create_schedule(
+        base,
+        s.name,
+        epochs=rc.trainer.epochs,
+        interval=s.interval,
+        steps_per_epoch=steps_per_epoch,
+        t_max=s.t_max,
+        eta_min=s.eta_min,
+        milestones=s.milestones,
+        gamma=s.gamma,
+        warmup_epochs=s.warmup_epochs,
+        warmup_lr=s.warmup_lr,
+        warmup_prefix=s.warmup_prefix,
+    )

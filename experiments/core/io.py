@@ -1,0 +1,100 @@
+"""Files written whole or not at all, and the commit that produced them.
+
+JSON, YAML, text and ``.pt`` files are written atomically (temporary file + ``os.replace``), so a
+reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "git_commit",
+    "json_safe",
+]
+
+
+def atomic_write(path: Path, write: Any, mode: str = "wb") -> None:
+    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(text), "w")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by None, so the output is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented strict JSON (NaN/inf become null) atomically."""
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f), "wb")
+
+
+def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
+    """HEAD's commit of the repository holding ``directory`` (default: this package).
+
+    A tree with uncommitted changes to tracked files gets the suffix ``" (with uncommitted
+    changes)"``, so a result is never attributed to a commit that did not produce it; outside a
+    git checkout the answer is ``"unknown"``. Read-only: ``--no-optional-locks`` keeps
+    ``git status`` from rewriting the index.
+    """
+    directory = Path(directory or Path(__file__).resolve().parent)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(directory), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    try:
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        dirty = False
+    return f"{commit} (with uncommitted changes)" if dirty else commit
