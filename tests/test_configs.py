@@ -6,11 +6,10 @@ Options and experiments are enumerated from the YAML files, so a new file is tes
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import CONFIG_DIR, compose_cfg
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.core.config import RunConfig, validate
@@ -21,7 +20,6 @@ from experiments.engine.schedulers import build_scheduler
 from experiments.pde.models import check_resolution
 from experiments.runner import build_model, select_watch
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose options are tested one by one (hydra/ configures Hydra itself, experiment/ below).
 GROUPS = sorted(
     d.name for d in CONFIG_DIR.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
@@ -30,12 +28,6 @@ OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.
 EXPERIMENTS = sorted(f.stem for f in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # Options that only make sense together with another choice.
 COMPANIONS = {("collision", "kitinet"): ["model=kitinet_fc"]}
-
-
-def compose_cfg(*overrides: str, hydra_config: bool = False) -> DictConfig:
-    """The composed top-level config with ``overrides`` (Hydra's compose API)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
 
 
 def build_all(cfg: DictConfig) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 from fixtures_vision import write_image_folder
-from test_runner import read_metrics, run_inprocess
+from helpers import read_metrics, run_inprocess
 from test_tables import _table_rows, write_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import kill_and_resume, read_metrics, run_inprocess
+from helpers import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.core.errors import ConfigError
 from experiments.pde import generate as gen

@@ -7,71 +7,26 @@ determinism, collision-rate logging and early failures quickly.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
+from helpers import (
+    kill_and_resume,
+    read_metrics,
+    run_inprocess,
+    run_py,
+    without_times,
+)
 from torch import nn
 
 from experiments.core.errors import ConfigError
 from experiments.core.loaders import TensorBatches
 from experiments.engine.loop import fit
-from experiments.runner import run
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    """Run ``python run.py *args`` from the repository root; return stderr+stdout, fail loudly."""
-    full_env = {
-        **os.environ,
-        "CI": "1",
-        "WANDB_MODE": "offline",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        **(env or {}),
-    }
-    proc = subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    output = proc.stderr + proc.stdout
-    assert proc.returncode == 0, output[-5000:]
-    return output
-
-
-def run_inprocess(out_dir: Path, *overrides: str) -> float:
-    """Compose the config with ``overrides`` and call ``run`` with ``out_dir`` as the run dir."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[*overrides, f"paths.output_dir={out_dir}", "trainer.progress=false"],
-        )
-    return run(cfg)
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-MEASURED = ("epoch_time", "peak_memory_mb")  # machine measurements, not results of the seed
-
-
-def without_times(records: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in MEASURED} for r in records]
 
 
 def test_bare_run_writes_every_file(tmp_path: Path) -> None:
@@ -234,41 +189,6 @@ def test_fit_with_dataloader_metrics_and_step_scheduler(tmp_path: Path) -> None:
     # 4 steps per epoch, halved every 4 steps: the lr used in epoch e is 0.5 * 0.5**(e-1).
     assert [r["lr"] for r in records] == pytest.approx([0.5 * 0.5**e for e in range(5)])
     assert records[-1]["collision_rate.0"] is None
-
-
-class _Killed(Exception):
-    """Stands in for a job killed mid-epoch."""
-
-
-def kill_and_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], *, kill_at: int
-) -> tuple[list[dict], list[dict], list[dict]]:
-    """Run ``overrides`` uninterrupted in ``whole/``; run it again in ``killed/``, killed at the
-    end of epoch ``kill_at`` (after its record, before its checkpoint), then continue it there with
-    ``resume=auto``. Returns the killed run's records before the resume, then the resumed and the
-    uninterrupted records without machine measurements (times, memory)."""
-    import experiments.runner as runner
-
-    run_inprocess(tmp_path / "whole", *overrides)
-    real_fit = runner.fit
-
-    class Kill:
-        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
-            if epoch == kill_at:
-                raise _Killed
-
-    monkeypatch.setattr(runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Kill()]))
-    with pytest.raises(_Killed):
-        run_inprocess(tmp_path / "killed", *overrides)
-    monkeypatch.setattr(runner, "fit", real_fit)
-    killed = read_metrics(tmp_path / "killed")
-    checkpoint = torch.load(
-        tmp_path / "killed" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
-    )
-    assert checkpoint["epoch"] == kill_at - 1
-    run_inprocess(tmp_path / "killed", *overrides, "resume=auto")
-    resumed = without_times(read_metrics(tmp_path / "killed"))
-    return killed, resumed, without_times(read_metrics(tmp_path / "whole"))
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from helpers import CONFIG_DIR
 from hydra import compose, initialize_config_dir
-from test_configs import CONFIG_DIR
 
 from experiments.core.config import validate
 from experiments.core.errors import ConfigError

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_runner import read_metrics, run_inprocess
+from helpers import read_metrics, run_inprocess
 from torch import nn
 
 from experiments.core.errors import ConfigError

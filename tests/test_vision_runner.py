@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fixtures_vision import write_cifar10, write_fashion_mnist
-from test_runner import kill_and_resume, read_metrics, run_inprocess
+from helpers import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.core.errors import ConfigError
 

@@ -431,10 +431,14 @@ def _paths(cfg: DictConfig) -> PathsConfig:
 
 
 def _check_builder_kwargs(
-    section: str, name: str, kwargs: Mapping[str, Any], builder: Any, reserved: tuple[str, ...]
+    section: str,
+    name: str,
+    kwargs: Mapping[str, Any],
+    registry: Registry[Any],
+    reserved: tuple[str, ...],
 ) -> None:
-    """Every key of ``kwargs`` must be a parameter of ``builder`` (minus ``reserved`` ones)."""
-    params = inspect.signature(builder).parameters
+    """Every key of ``kwargs`` must be a parameter of the builder (minus ``reserved`` ones)."""
+    params = registry.parameters(name)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     allowed = [p for p in params if p not in reserved]
     for key in kwargs:
@@ -469,7 +473,7 @@ def _spec(
         raise ConfigError(
             f"{section}.name={name!r} is unknown; registered {section}s: {_allowed(registry.names())}"
         )
-    _check_builder_kwargs(section, name, values, registry.get(name), reserved)
+    _check_builder_kwargs(section, name, values, registry, reserved)
     return SpecConfig(name=name, kwargs=values)
 
 
@@ -503,8 +507,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
-    experiment_name = cfg.get("experiment_name", "default")
-    if not isinstance(experiment_name, str) or not experiment_name:
+    experiment_name = cfg.get("experiment_name") or _experiment_choice() or "default"
+    if not isinstance(experiment_name, str):
         raise ConfigError(f"experiment_name={experiment_name!r} must be a non-empty string")
 
     resume = cfg.get("resume", False)
@@ -526,6 +530,16 @@ def validate(cfg: DictConfig) -> RunConfig:
     )
     _check_combinations(run)
     return run
+
+
+def _experiment_choice() -> str | None:
+    """The experiment file chosen in this Hydra job as a name: ``experiment=ko/fig2`` -> ``ko_fig2``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("experiment")
+    return str(choice).replace("/", "_") if choice else None
 
 
 def _check_combinations(run: RunConfig) -> None:

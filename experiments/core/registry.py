@@ -10,6 +10,7 @@ result tables, :mod:`experiments.reports`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -35,7 +36,9 @@ class Registry(Generic[F]):
         """
 
         def add(f: F) -> F:
-            key = name or f.__name__
+            key = name or getattr(f, "__name__", None)
+            if key is None:
+                raise ValueError(f"{self.kind} builder {f!r} needs a name")
             if key in self._entries and self._entries[key] is not f:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = f
@@ -66,8 +69,18 @@ class Registry(Generic[F]):
         return self.get(name)(**kwargs)
 
     def parameters(self, name: str) -> dict[str, inspect.Parameter]:
-        """The builder's keyword parameters (what its config section may set)."""
-        return dict(inspect.signature(self.get(name)).parameters)
+        """The builder's keyword parameters (what its config section may set).
+
+        A builder registered as ``functools.partial(fn, **variant)`` (one entry of a table of
+        variants, e.g. the block and depths of a ResNet) takes the parameters of ``fn`` less the
+        ones the variant fixes.
+        """
+        builder = self.get(name)
+        params = dict(inspect.signature(builder).parameters)
+        if isinstance(builder, functools.partial):
+            for key in builder.keywords:
+                params.pop(key, None)
+        return params
 
 
 MODELS: Registry[Callable[..., Any]] = Registry("model")

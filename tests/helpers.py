@@ -1,0 +1,116 @@
+"""Helpers shared by the test modules: composing configs and running the runner in-process.
+
+Test modules import from here (never from one another); pytest fixtures live in conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+MEASURED = ("epoch_time", "peak_memory_mb", "throughput")  # machine measurements, not results
+
+
+def compose_cfg(*overrides: str, hydra_config: bool = False) -> DictConfig:
+    """The composed top-level config with ``overrides``, as a Hydra job sees it.
+
+    Hydra's job state (``HydraConfig``: the chosen experiment names the run) is set as ``run.py``
+    would set it; ``hydra_config`` keeps the ``hydra`` section in the returned config.
+    """
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    if not hydra_config:
+        with open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def run_inprocess(out_dir: Path, *overrides: str) -> float:
+    """Compose the config with ``overrides`` and call ``run`` with ``out_dir`` as the run dir."""
+    from experiments.runner import run
+
+    cfg = compose_cfg(*overrides, f"paths.output_dir={out_dir}", "trainer.progress=false")
+    return run(cfg)
+
+
+def run_py(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run ``python *args`` from the repository root; return stderr+stdout, fail loudly."""
+    full_env = {
+        **os.environ,
+        "CI": "1",
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = proc.stderr + proc.stdout
+    assert proc.returncode == 0, output[-5000:]
+    return output
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl``."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_times(records: list[dict]) -> list[dict]:
+    """Records without the machine measurements (times, memory, throughput)."""
+    return [{k: v for k, v in r.items() if k not in MEASURED} for r in records]
+
+
+class _Killed(Exception):
+    """Stands in for a job killed mid-epoch."""
+
+
+def kill_and_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: list[str], *, kill_at: int
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Run ``overrides`` uninterrupted in ``whole/``; run it again in ``killed/``, killed at the
+    end of epoch ``kill_at`` (after its record, before its checkpoint), then continue it there with
+    ``resume=auto``. Returns the killed run's records before the resume, then the resumed and the
+    uninterrupted records without machine measurements (times, memory)."""
+    from torch import nn
+
+    import experiments.runner as runner
+
+    run_inprocess(tmp_path / "whole", *overrides)
+    real_fit = runner.fit
+
+    class Kill:
+        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
+            if epoch == kill_at:
+                raise _Killed
+
+    monkeypatch.setattr(runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Kill()]))
+    with pytest.raises(_Killed):
+        run_inprocess(tmp_path / "killed", *overrides)
+    monkeypatch.setattr(runner, "fit", real_fit)
+    killed = read_metrics(tmp_path / "killed")
+    checkpoint = torch.load(
+        tmp_path / "killed" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True
+    )
+    assert checkpoint["epoch"] == kill_at - 1
+    run_inprocess(tmp_path / "killed", *overrides, "resume=auto")
+    resumed = without_times(read_metrics(tmp_path / "killed"))
+    return killed, resumed, without_times(read_metrics(tmp_path / "whole"))
