@@ -1,13 +1,16 @@
 """``run(cfg)``: one Hydra job from a composed config to a finished run directory.
 
-Order matters, so that a configuration that cannot work fails before any training:
+Order matters, so that a configuration that cannot work fails before anything is written:
 
-1. :func:`experiments.config.validate` (names, ranges, impossible combinations);
-2. seeding, then the model (``collision_heads`` must divide the feature size), the watched
-   layers and the KO layers (patterns must match), the optimizer;
-3. the data, the lr scheduler (a per-update one needs the number of batches), ``config.yaml``,
-   the logger, then :func:`experiments.train.fit`;
+1. :func:`experiments.core.config.validate` (names, ranges, impossible combinations);
+2. :func:`prepare`: seeding, the data set (a :class:`~experiments.core.task.Task`), the model
+   (arguments completed and checked by the task), the watched and KO layers (patterns must
+   match), the optimizer, the loaders, one eval forward of a test sample (every KITINet's size,
+   the model's cost) and the lr schedule;
+3. ``config.yaml``, the logger, then :func:`experiments.engine.loop.fit`;
 4. ``weights_final.pt``, ``heatmap_<layer>.png`` and finally ``summary.json``.
+
+The runner asks the task, never the data's type: a new domain needs no change here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +42,19 @@ from experiments.core.io import (
 )
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import Task
-from experiments.engine.distributed import cleanup_distributed, init_distributed, replicas_identical
-from experiments.engine.loop import (
-    CHECKPOINT_NAME,
-    fit,
-    progress_enabled,
-    resolve_device,
-    seed_everything,
+from experiments.engine.callbacks import CollisionRates, Condensation, PeakMemory, Throughput
+from experiments.engine.checkpoint import CHECKPOINT_NAME
+from experiments.engine.distributed import (
+    DistInfo,
+    cleanup_distributed,
+    init_distributed,
+    replicas_identical,
 )
+from experiments.engine.loop import fit
 from experiments.engine.optim import build_optimizer
+from experiments.engine.probe import check_kitinet_sizes, model_cost, sample_inputs
 from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
+from experiments.engine.runtime import resolve_device, seed_everything
 from experiments.engine.schedulers import build_scheduler
 from kinetics import KITINetConfig
 
@@ -188,6 +195,77 @@ def _save_heatmap(path: Path, weight: torch.Tensor, title: str) -> None:
 # --------------------------------------------------------------------------- entry point
 
 
+@dataclass
+class Prepared:
+    """Everything a run trains with, built and checked before anything is written."""
+
+    dist: DistInfo
+    device: torch.device
+    task: Task
+    model: nn.Module
+    forward_module: nn.Module
+    watch: dict[str, nn.Module]
+    optimizer: Any
+    scheduler: Any
+    train_data: Any
+    test_data: Any
+    cost: dict[str, Any]
+
+
+def prepare(rc: RunConfig) -> Prepared:
+    """Seed, then build the data, the model (checked against the data), the optimizer, the
+    loaders and the schedule. Every configuration error is raised here, before the run dir is
+    touched."""
+    if rc.trainer.num_threads is not None:
+        torch.set_num_threads(rc.trainer.num_threads)
+    seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
+    dist, device_spec = init_distributed(rc.trainer.device)
+    device = resolve_device(device_spec)
+    if rc.trainer.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            f"trainer.precision=fp16 needs a CUDA device, but trainer.device={rc.trainer.device} "
+            f"resolved to {device}; use bf16 or fp32"
+        )
+    task: Task = DATASETS.create(rc.dataset.name, **rc.dataset.kwargs)
+    model = build_model(rc, device, task, rank=dist.rank)
+    if rc.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    watch = select_watch(model, rc.trainer.watch, rc.model.name)
+    optimizer, base = build_optimizer(rc, model)
+    train_data, test_data = task.loaders(
+        rc.trainer.batch_size,
+        seed=rc.seed,
+        num_workers=rc.trainer.num_workers,
+        pin_memory=device.type == "cuda",
+        shuffle=rc.trainer.shuffle,
+    )
+    sample = sample_inputs(test_data, device)
+    check_kitinet_sizes(model, sample)
+    cost = {**model_cost(model, sample), **task.model_stats(rc.model.name, rc.model.kwargs)}
+    # After the loaders: a per-update schedule needs their length (batches per process).
+    steps = -(-len(train_data) // rc.trainer.grad_accum_steps)
+    scheduler = build_scheduler(rc, base, steps_per_epoch=steps)
+    forward_module = model
+    if dist.enabled:
+        # The loop trains the plain module (names, checkpoints and metrics stay those of the
+        # model); forward passes go through the DDP wrapper, which all-reduces the gradients.
+        ids = [device] if device.type == "cuda" else None
+        forward_module = DistributedDataParallel(model, device_ids=ids)
+    return Prepared(
+        dist,
+        device,
+        task,
+        model,
+        forward_module,
+        watch,
+        optimizer,
+        scheduler,
+        train_data,
+        test_data,
+        cost,
+    )
+
+
 def run(cfg: DictConfig) -> float:
     """Validate ``cfg``, train, write the run directory; return the final test loss."""
     start = time.perf_counter()
@@ -198,44 +276,10 @@ def run(cfg: DictConfig) -> float:
             "paths.output_dir=<dir>"
         )
     run_dir = Path(rc.paths.output_dir)
-
-    if rc.trainer.num_threads is not None:
-        torch.set_num_threads(rc.trainer.num_threads)
-    seed_everything(rc.seed, deterministic=rc.trainer.deterministic)
-    dist_info, device_spec = init_distributed(rc.trainer.device)
-    device = resolve_device(device_spec)
-    task: Task = DATASETS.create(rc.dataset.name, **rc.dataset.kwargs)
-    model = build_model(rc, device, task, rank=dist_info.rank)
-    if rc.trainer.precision == "fp16" and device.type != "cuda":
-        raise ConfigError(
-            f"trainer.precision=fp16 needs a CUDA device, but trainer.device={rc.trainer.device} "
-            f"resolved to {device}; use bf16 or fp32"
-        )
-    if rc.trainer.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    watch = select_watch(model, rc.trainer.watch, rc.model.name)
-    optimizer, base = build_optimizer(rc, model)
-    ddp_kwargs: dict[str, Any] = {}
-    if dist_info.enabled:
-        # The loop trains the plain module (names, checkpoints and metrics stay those of the
-        # model); forward passes go through the DDP wrapper, which all-reduces the gradients.
-        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        ddp_kwargs["forward"] = lambda _model, inputs: ddp(inputs)
-
-    train_data, test_data = task.loaders(
-        rc.trainer.batch_size,
-        seed=rc.seed,
-        num_workers=rc.trainer.num_workers,
-        pin_memory=device.type == "cuda",
-        shuffle=rc.trainer.shuffle,
-    )
-    loss_fn, eval_loss_fn, metric_fns = task.train_loss, task.eval_loss, task.metric_fns
-    # After the loaders: a per-update schedule needs their length (batches per process).
-    scheduler = build_scheduler(rc, base, steps_per_epoch=len(train_data))
-
+    p = prepare(rc)
     config = resolved_config(cfg, rc)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if dist_info.main:
+    if p.dist.main:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     job_name, overrides = _hydra_job()
     log.info(
@@ -247,73 +291,71 @@ def run(cfg: DictConfig) -> float:
         rc.seed,
         run_dir,
     )
-
-    logger = _make_logger(rc, config, run_dir, job_name) if dist_info.main else None
+    logger = _make_logger(rc, config, run_dir, job_name) if p.dist.main else None
+    callbacks = [
+        CollisionRates(p.model, p.optimizer),
+        Condensation(p.watch),
+        PeakMemory(p.device),
+        Throughput(),
+    ]
     try:
         result = fit(
-            model,
-            optimizer,
-            train_data,
-            test_data,
-            loss_fn,
-            eval_loss_fn=eval_loss_fn,
-            epochs=rc.trainer.epochs,
-            scheduler=scheduler,
+            p.model,
+            p.optimizer,
+            p.task,
+            p.train_data,
+            p.test_data,
+            rc.trainer,
+            device=p.device,
+            scheduler=p.scheduler,
             scheduler_interval=rc.scheduler.interval,
-            device=device,
-            watch=watch,
-            metric_fns=metric_fns,
-            grad_clip=rc.trainer.grad_clip,
-            precision=rc.trainer.precision,
-            channels_last=rc.trainer.channels_last,
-            eval_every=rc.trainer.eval_every,
-            log_every=rc.trainer.log_every,
-            progress=progress_enabled(rc.trainer.progress),
+            callbacks=callbacks,
             run_dir=run_dir,
             logger=logger,
-            checkpoint_every=rc.trainer.checkpoint_every,
             resume=rc.resume,
-            stateful={"train_data": train_data},
-            main_process=dist_info.main,
-            **ddp_kwargs,
+            main_process=p.dist.main,
+            forward_module=p.forward_module,
         )
-        identical = replicas_identical(model)
+        identical = replicas_identical(p.model)
         if not identical:
             raise RuntimeError("DDP replicas ended with different parameters")
-        if not dist_info.main:
-            cleanup_distributed(dist_info)
-            final = result.final.get("test_loss")
-            return float("nan") if final is None else float(final)
-
-        weights = {name: m.weight.detach().cpu().clone() for name, m in watch.items()}
-        atomic_torch_save(run_dir / "weights_final.pt", weights)
-        activation = rc.model.kwargs.get("activation", "")
-        for name, weight in weights.items():
-            path = run_dir / f"heatmap_{name}.png"
-            _save_heatmap(path, weight, f"{name}: {activation} {rc.collision.name}".strip())
-            logger.log_image(f"heatmap/{name}", path)
-
-        summary = dict(result.final)
-        summary.update(
-            {
+        if p.dist.main:
+            summary = {
+                **result.final,
+                **p.cost,
                 "seed": rc.seed,
                 "experiment_name": rc.experiment_name,
                 "git_commit": git_commit(),
                 "command": shlex.join([Path(sys.executable).name, *sys.argv]),
                 "overrides": overrides,
-                "world_size": dist_info.world_size,
+                "world_size": p.dist.world_size,
                 "replicas_identical": identical,
                 "wall_time": time.perf_counter() - start,
             }
-        )
-        logger.log_summary(summary)
-        atomic_write_json(run_dir / "summary.json", summary)
+            _write_outputs(rc, p, run_dir, summary, logger)
     except BaseException:
         if logger is not None:
             logger.finish(exit_code=1)
         raise
-    logger.finish()
-    cleanup_distributed(dist_info)
+    if logger is not None:
+        logger.finish()
+    cleanup_distributed(p.dist)
     final = result.final.get("test_loss")
-    log.info("done in %.1fs: test_loss %s", summary["wall_time"], final)
+    log.info("done in %.1fs: test_loss %s", time.perf_counter() - start, final)
     return float("nan") if final is None else float(final)
+
+
+def _write_outputs(
+    rc: RunConfig, p: Prepared, run_dir: Path, summary: dict[str, Any], logger: RunLogger
+) -> None:
+    """The watched layers' final weights and heat maps, then ``summary.json`` (last: its presence
+    means the run finished)."""
+    weights = {name: m.weight.detach().cpu().clone() for name, m in p.watch.items()}
+    atomic_torch_save(run_dir / "weights_final.pt", weights)
+    activation = rc.model.kwargs.get("activation", "")
+    for name, weight in weights.items():
+        path = run_dir / f"heatmap_{name}.png"
+        _save_heatmap(path, weight, f"{name}: {activation} {rc.collision.name}".strip())
+        logger.log_image(f"heatmap/{name}", path)
+    logger.log_summary(summary)
+    atomic_write_json(run_dir / "summary.json", summary)

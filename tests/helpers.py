@@ -17,6 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from experiments.engine.callbacks import Callback, LoopState
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
 MEASURED = ("epoch_time", "peak_memory_mb", "throughput")  # machine measurements, not results
@@ -90,19 +92,20 @@ def kill_and_resume(
     end of epoch ``kill_at`` (after its record, before its checkpoint), then continue it there with
     ``resume=auto``. Returns the killed run's records before the resume, then the resumed and the
     uninterrupted records without machine measurements (times, memory)."""
-    from torch import nn
 
     import experiments.runner as runner
 
     run_inprocess(tmp_path / "whole", *overrides)
     real_fit = runner.fit
 
-    class Kill:
-        def on_epoch_end(self, epoch: int, record: dict, model: nn.Module) -> None:
-            if epoch == kill_at:
+    class Kill(Callback):
+        def on_record(self, state: LoopState, record: dict) -> None:
+            if record["epoch"] == kill_at:
                 raise _Killed
 
-    monkeypatch.setattr(runner, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Kill()]))
+    monkeypatch.setattr(
+        runner, "fit", lambda *a, **k: real_fit(*a, **{**k, "callbacks": [*k["callbacks"], Kill()]})
+    )
     with pytest.raises(_Killed):
         run_inprocess(tmp_path / "killed", *overrides)
     monkeypatch.setattr(runner, "fit", real_fit)

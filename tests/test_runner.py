@@ -22,8 +22,10 @@ from helpers import (
 )
 from torch import nn
 
+from experiments.core.config import TrainerConfig
 from experiments.core.errors import ConfigError
-from experiments.core.loaders import TensorBatches
+from experiments.core.loaders import TensorBatches, TensorTask
+from experiments.engine.callbacks import CollisionRates, Condensation
 from experiments.engine.loop import fit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,11 +44,13 @@ def test_bare_run_writes_every_file(tmp_path: Path) -> None:
     assert [r["epoch"] for r in records] == list(range(101))
     expected = {
         "epoch",
+        "step",
         "train_loss",
         "test_loss",
         "lr",
         "epoch_time",
         "peak_memory_mb",
+        "throughput",
         "rho.fc1",
         "max_cos.fc1",
         "collision_rate.fc1",
@@ -168,22 +172,25 @@ def test_fit_with_dataloader_metrics_and_step_scheduler(tmp_path: Path) -> None:
     def accuracy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (out.argmax(-1) == target).float().mean()
 
+    task = TensorTask(
+        x, y, x, y, nn.CrossEntropyLoss(), nn.CrossEntropyLoss(), metric_fns={"acc": accuracy}
+    )
     result = fit(
         model,
         optimizer,
+        task,
         loader,
         TensorBatches(x, y, batch_size=10, shuffle=False),
-        nn.CrossEntropyLoss(),
-        epochs=5,
+        TrainerConfig(epochs=5),
+        device=torch.device("cpu"),
         scheduler=scheduler,
         scheduler_interval="step",
-        watch={"0": model[0]},
-        metric_fns={"acc": accuracy},
+        callbacks=[CollisionRates(model, optimizer), Condensation({"0": model[0]})],
         run_dir=tmp_path,
-        log_initial=False,
     )
-    records = read_metrics(tmp_path)
+    records = read_metrics(tmp_path)[1:]  # after the initial model's record
     assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in records] == [4, 8, 12, 16, 20]
     assert result.final == records[-1]
     assert records[-1]["test_acc"] > 0.8
     # 4 steps per epoch, halved every 4 steps: the lr used in epoch e is 0.5 * 0.5**(e-1).

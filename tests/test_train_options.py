@@ -12,8 +12,12 @@ import torch
 from helpers import read_metrics, run_inprocess
 from torch import nn
 
+from experiments.core.config import TrainerConfig
 from experiments.core.errors import ConfigError
-from experiments.engine.loop import CHECKPOINT_NAME, PeakMemory, fit
+from experiments.core.loaders import TensorTask
+from experiments.engine.callbacks import PeakMemory
+from experiments.engine.checkpoint import CHECKPOINT_NAME
+from experiments.engine.loop import fit
 from experiments.engine.rundir import NullLogger
 
 
@@ -34,10 +38,16 @@ def image_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 4, (16,), generator=g))] * 3
 
 
-def train(model: nn.Module, **kwargs) -> list[dict]:
+def train(model: nn.Module, *, fit_options: dict | None = None, **trainer) -> list[dict]:
+    """Two epochs of SGD on three fixed image batches; ``trainer`` sets TrainerConfig fields."""
     data = image_batches()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = fit(model, optimizer, data, data, nn.CrossEntropyLoss(), epochs=2, **kwargs)
+    loss = nn.CrossEntropyLoss()
+    task = TensorTask(data[0][0], data[0][1], data[0][0], data[0][1], loss, loss)
+    config = TrainerConfig(epochs=2, **trainer)
+    device = torch.device("cpu")
+    options = {"callbacks": [PeakMemory(device)], **(fit_options or {})}
+    result = fit(model, optimizer, task, data, data, config, device=device, **options)
     return result.history
 
 
@@ -109,7 +119,7 @@ class FakeLogger(NullLogger):
 
 
 def test_checkpoint_keeps_the_logger_run_id(tmp_path: Path) -> None:
-    train(conv_net(), run_dir=tmp_path, logger=FakeLogger(), checkpoint_every=1)
+    train(conv_net(), fit_options={"run_dir": tmp_path, "logger": FakeLogger()}, checkpoint_every=1)
     checkpoint = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["logger_run_id"] == "run-abc123"
     assert checkpoint["scaler"] is None

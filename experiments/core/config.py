@@ -40,6 +40,7 @@ __all__ = [
     "PRECISIONS",
     "SCHEDULER_INTERVALS",
     "SCHEDULER_NAMES",
+    "TRAINER_UNITS",
     "CollisionConfig",
     "LoggerConfig",
     "OptimizerConfig",
@@ -58,6 +59,7 @@ SCHEDULER_NAMES = ("none", "cosine", "multistep")
 SCHEDULER_INTERVALS = ("epoch", "step")
 LOGGER_NAMES = ("none", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16")
+TRAINER_UNITS = ("epoch", "step")
 
 
 def _allowed(values: typing.Iterable[str]) -> str:
@@ -170,6 +172,8 @@ class SchedulerConfig:
     """cosine: final learning rate (timm's ``min_lr``)."""
     warmup_epochs: int = 0
     """Epochs of linear warm-up (0: none)."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warm-up, added to ``warmup_epochs`` (needs interval=step)."""
     warmup_lr: float = 0.0
     """Learning rate at the start of the warm-up (timm's train.py default is 1e-5)."""
     warmup_prefix: bool = False
@@ -204,6 +208,15 @@ class SchedulerConfig:
             raise ConfigError(
                 f"scheduler.warmup_epochs={self.warmup_epochs} must be >= 0 (0: no warm-up)"
             )
+        if self.warmup_steps < 0:
+            raise ConfigError(
+                f"scheduler.warmup_steps={self.warmup_steps} must be >= 0 (0: no warm-up)"
+            )
+        if self.warmup_steps and self.interval != "step":
+            raise ConfigError(
+                f"scheduler.warmup_steps={self.warmup_steps} needs scheduler.interval=step "
+                f"(got {self.interval}); or give the warm-up in warmup_epochs"
+            )
         if self.warmup_lr < 0:
             raise ConfigError(f"scheduler.warmup_lr={self.warmup_lr} must be >= 0")
 
@@ -213,6 +226,15 @@ class TrainerConfig:
     """``trainer``: the shared training loop (:func:`experiments.train.fit`)."""
 
     epochs: int = 100
+    """Budget in epochs (unless ``max_steps`` is set)."""
+    max_steps: int | None = None
+    """Budget in optimizer steps; when set it replaces ``epochs`` (the run may end mid-epoch)."""
+    grad_accum_steps: int = 1
+    """Batches whose gradients one optimizer step accumulates (the global batch is
+    ``batch_size x grad_accum_steps x world size``)."""
+    unit: str = "epoch"
+    """epoch | step: what ``log_every``, ``eval_every`` and ``checkpoint_every`` count. With epoch
+    a record is written every epoch; with step every ``log_every`` steps and at each evaluation."""
     batch_size: int | None = None
     """None: full batch."""
     shuffle: bool = True
@@ -224,9 +246,9 @@ class TrainerConfig:
     progress: Any = "auto"
     """tqdm progress bars: true | false | auto (off when $CI is set or stderr is not a tty)."""
     log_every: int = 10
-    """Log a line every this many epochs (and at the last)."""
+    """Log a line every this many units (and at the last); with unit=step also a record."""
     eval_every: int = 1
-    """Evaluate on the test set every this many epochs (and always at the last)."""
+    """Evaluate on the test set every this many units (and always at the last)."""
     watch: list[str] = field(default_factory=list)
     """Layers (module names or fnmatch patterns) whose rho / max|cos| / heat map are recorded."""
     grad_clip: float | None = None
@@ -234,7 +256,8 @@ class TrainerConfig:
     deterministic: bool = True
     """torch.use_deterministic_algorithms: the same seed gives the same metrics."""
     checkpoint_every: int = 0
-    """Write ``checkpoints/last.pt`` in the run dir every this many epochs (0: never)."""
+    """Write ``checkpoints/last.pt`` in the run dir every this many units and at the end (0:
+    never)."""
     num_workers: int = 0
     """DataLoader worker processes for image data (0: load in the main process)."""
     precision: str = "fp32"
@@ -246,6 +269,14 @@ class TrainerConfig:
         """Raise ConfigError on a value outside its range."""
         if self.epochs < 1:
             raise ConfigError(f"trainer.epochs={self.epochs} must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"trainer.max_steps={self.max_steps} must be >= 1 (or null)")
+        if self.grad_accum_steps < 1:
+            raise ConfigError(f"trainer.grad_accum_steps={self.grad_accum_steps} must be >= 1")
+        if self.unit not in TRAINER_UNITS:
+            raise ConfigError(
+                f"trainer.unit={self.unit!r} is unknown; allowed: {_allowed(TRAINER_UNITS)}"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"trainer.batch_size={self.batch_size} must be >= 1 (or null)")
         if not (self.device in ("cpu", "auto", "cuda", "mps") or self.device.startswith("cuda:")):
@@ -550,17 +581,28 @@ def _check_combinations(run: RunConfig) -> None:
             f"collision=kitinet needs a model with residual connections, but model={run.model.name} "
             f"has none; use one of: {_allowed(with_residual)} (or collision=none/soft/hard)"
         )
-    _check_schedule(run.scheduler, run.trainer.epochs, run.optimizer.lr)
+    _check_schedule(run.scheduler, run.trainer, run.optimizer.lr)
 
 
-def _check_schedule(s: SchedulerConfig, epochs: int, lr: float) -> None:
+def _check_schedule(s: SchedulerConfig, trainer: TrainerConfig, lr: float) -> None:
     """Scheduler settings that do not fit the run's length or learning rate."""
-    if s.warmup_epochs and s.warmup_epochs >= epochs:
+    epochs = trainer.epochs
+    if trainer.max_steps is not None and s.name != "none" and s.interval != "step":
+        raise ConfigError(
+            f"trainer.max_steps={trainer.max_steps} (a budget in steps) needs "
+            f"scheduler.interval=step for scheduler={s.name}"
+        )
+    if trainer.max_steps is not None and s.warmup_steps >= trainer.max_steps:
+        raise ConfigError(
+            f"scheduler.warmup_steps={s.warmup_steps} must be < trainer.max_steps="
+            f"{trainer.max_steps}: the warm-up would never reach the learning rate"
+        )
+    if s.warmup_epochs and trainer.max_steps is None and s.warmup_epochs >= epochs:
         raise ConfigError(
             f"scheduler.warmup_epochs={s.warmup_epochs} must be < trainer.epochs={epochs}: the "
             "warm-up would never reach the learning rate"
         )
-    if s.warmup_epochs and s.warmup_lr > lr:
+    if (s.warmup_epochs or s.warmup_steps) and s.warmup_lr > lr:
         raise ConfigError(
             f"scheduler.warmup_lr={s.warmup_lr} is above optimizer.lr={lr}: a warm-up rises from "
             "warmup_lr to the learning rate; use warmup_lr <= lr (e.g. 0)"

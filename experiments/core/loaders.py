@@ -1,14 +1,17 @@
-"""Batches of in-memory tensors: :class:`TensorBatches`, for data sets that fit in memory."""
+"""Data sets that fit in memory: :class:`TensorBatches` and the task :class:`TensorTask`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["TensorBatches"]
+from experiments.core.task import LossFn, MetricFn, TaskDefaults
+
+__all__ = ["TensorBatches", "TensorTask"]
 
 
 class TensorBatches:
@@ -63,3 +66,31 @@ class TensorBatches:
                 yield tuple(t[idx] for t in self.x), self.y[idx]
             else:
                 yield self.x[idx], self.y[idx]
+
+
+@dataclass
+class TensorTask(TaskDefaults):
+    """Train / test tensors in memory, a loss (default MSE) and test metrics (default none)."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    train_loss: LossFn = field(default_factory=nn.MSELoss)
+    eval_loss: LossFn = field(default_factory=nn.MSELoss)
+    metric_fns: dict[str, MetricFn] = field(default_factory=dict)
+
+    def loaders(
+        self,
+        batch_size: int | None,
+        *,
+        seed: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        shuffle: bool = True,
+    ) -> tuple[TensorBatches, TensorBatches]:
+        """Full batches (``batch_size`` None) or mini-batches reshuffled from ``seed``."""
+        del num_workers, pin_memory  # the tensors are in memory already
+        train = TensorBatches(self.x_train, self.y_train, batch_size, shuffle=shuffle, seed=seed)
+        test = TensorBatches(self.x_test, self.y_test, batch_size, shuffle=False)
+        return train, test

@@ -70,6 +70,11 @@ class Task(Protocol):
         """How many units (rows, tokens, points) a batch's mean loss averages over."""
         ...
 
+    def model_stats(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Domain-specific facts about the model for ``summary.json`` (e.g. a paper's FLOP
+        convention)."""
+        ...
+
 
 class TaskDefaults:
     """Defaults of the optional parts of :class:`Task` for a domain's task class to inherit."""
@@ -82,6 +87,11 @@ class TaskDefaults:
     def check_model(self, model: nn.Module, model_name: str) -> None:
         """Nothing to check."""
         del model, model_name
+
+    def model_stats(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """None."""
+        del model_name, kwargs
+        return {}
 
     def units(self, inputs: Any, targets: Any) -> int:
         """Rows: the first dimension of the targets (1 for a scalar target)."""

@@ -95,8 +95,10 @@ def create_schedule(
     milestones: Sequence[int] = (),
     gamma: float = 0.1,
     warmup_epochs: int = 0,
+    warmup_steps: int = 0,
     warmup_lr: float = 0.0,
     warmup_prefix: bool = False,
+    total_steps: int | None = None,
 ) -> TimmSchedule | None:
     """The schedule ``name`` on ``optimizer`` (its current lr is the peak), or None for a constant lr.
 
@@ -112,16 +114,21 @@ def create_schedule(
         milestones: multistep: epochs after which the lr is multiplied by ``gamma``.
         warmup_epochs: epochs of linear warm-up from ``warmup_lr`` towards the optimizer's lr
             (timm: the lr at tick ``t < W`` is ``warmup_lr + t (lr - warmup_lr) / W``).
+        warmup_steps: optimizer updates of warm-up added to ``warmup_epochs`` (``interval="step"``).
         warmup_prefix: timm's ``warmup_prefix``: False lays the warm-up over the start of the
             schedule (the cosine is evaluated from 0 and the warm-up replaces its first epochs);
             True starts the schedule (cosine, milestones) after the warm-up.
+        total_steps: the run's length in optimizer updates when its budget is in steps
+            (``interval="step"``): the default cosine length instead of ``epochs``.
     """
     if interval not in SCHEDULER_INTERVALS:
         raise ValueError(f"interval={interval!r} is not one of {SCHEDULER_INTERVALS}")
     if warmup_epochs < 0 or not warmup_lr >= 0:
         raise ValueError(f"warmup_epochs={warmup_epochs} and warmup_lr={warmup_lr} must be >= 0")
-    if name == "none" and warmup_epochs == 0:
+    if name == "none" and warmup_epochs == 0 and warmup_steps == 0:
         return None
+    if (warmup_steps or total_steps) and interval != "step":
+        raise ValueError("warmup_steps and total_steps count optimizer updates: interval='step'")
     if interval == "step":
         if steps_per_epoch is None or steps_per_epoch < 1:
             raise ValueError(f"interval='step' needs steps_per_epoch >= 1, got {steps_per_epoch}")
@@ -133,14 +140,18 @@ def create_schedule(
 
     common: dict[str, Any] = {
         "warmup_lr": warmup_lr,
-        "warmup_epochs": warmup_epochs * ticks,
+        "warmup_epochs": warmup_epochs * ticks + warmup_steps,
         "warmup_prefix": warmup_prefix,
         "step_on_epochs": True,  # ticks are counted here; see the module docstring
     }
     if name == "cosine":
-        length = cosine_epochs(epochs, t_max, warmup_epochs, warmup_prefix)
+        if t_max is None and total_steps is not None:
+            length = total_steps - (common["warmup_epochs"] if warmup_prefix else 0)
+        else:
+            length = cosine_epochs(epochs, t_max, warmup_epochs, warmup_prefix) * ticks
+            length -= warmup_steps if warmup_prefix else 0
         scheduler, _ = create_scheduler_v2(
-            optimizer, "cosine", num_epochs=length * ticks, min_lr=eta_min, **common
+            optimizer, "cosine", num_epochs=length, min_lr=eta_min, **common
         )
     elif name == "multistep":
         # timm applies milestone m from tick m - 1 on; torch's MultiStepLR (and "x0.1 after epoch
@@ -164,12 +175,11 @@ def build_scheduler(
 ) -> TimmSchedule | None:
     """The lr schedule on the base optimizer (whose param groups KO shares), or None.
 
-    Built by timm's factory (:func:`experiments.schedulers.create_schedule`); ``steps_per_epoch``
-    (optimizer updates per epoch, i.e. training batches per process) is needed when
-    ``scheduler.interval=step``.
+    ``steps_per_epoch`` (optimizer updates per epoch per process: batches / grad_accum_steps) is
+    needed when ``scheduler.interval=step``.
     """
     s = rc.scheduler
-    if s.name == "none" and s.warmup_epochs == 0:
+    if s.name == "none" and s.warmup_epochs == 0 and s.warmup_steps == 0:
         return None  # constant lr; timm is not even imported
     if s.interval == "step" and steps_per_epoch is None:
         raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
@@ -184,6 +194,8 @@ def build_scheduler(
         milestones=s.milestones,
         gamma=s.gamma,
         warmup_epochs=s.warmup_epochs,
+        warmup_steps=s.warmup_steps,
         warmup_lr=s.warmup_lr,
         warmup_prefix=s.warmup_prefix,
+        total_steps=rc.trainer.max_steps,
     )

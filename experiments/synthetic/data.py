@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from experiments.core.errors import ConfigError
-from experiments.core.loaders import TensorBatches
+from experiments.core.loaders import TensorTask
 from experiments.core.registry import DATASETS
-from experiments.core.task import LossFn, MetricFn, TaskDefaults
 
-__all__ = ["TensorTask", "sin5d"]
-
-
-@dataclass
-class TensorTask(TaskDefaults):
-    """Train / test tensors in memory, a loss (default MSE) and test metrics (default none)."""
-
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-    train_loss: LossFn = field(default_factory=nn.MSELoss)
-    eval_loss: LossFn = field(default_factory=nn.MSELoss)
-    metric_fns: dict[str, MetricFn] = field(default_factory=dict)
-
-    def loaders(
-        self,
-        batch_size: int | None,
-        *,
-        seed: int,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        shuffle: bool = True,
-    ) -> tuple[TensorBatches, TensorBatches]:
-        """Full batches (``batch_size`` None) or mini-batches reshuffled from ``seed``."""
-        del num_workers, pin_memory  # the tensors are in memory already
-        train = TensorBatches(self.x_train, self.y_train, batch_size, shuffle=shuffle, seed=seed)
-        test = TensorBatches(self.x_test, self.y_test, batch_size, shuffle=False)
-        return train, test
+__all__ = ["sin5d"]
 
 
 @DATASETS.register

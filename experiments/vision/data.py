@@ -48,7 +48,7 @@ from experiments.core.metrics import accuracy_metrics
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import TaskDefaults
 from experiments.core.timm import import_timm
-from experiments.vision.models import check_input_size
+from experiments.vision.models import check_input_size, count_mflops
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -292,6 +292,16 @@ class VisionData(TaskDefaults):
         """Every KITINet residual must divide into ``collision_heads`` rows at this input size."""
         del model_name
         check_input_size(model, self.input_size)
+
+    def model_stats(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """``mmacs_imagenet_stem``: multiply-adds (millions) of one eval forward of the same
+        network with the ImageNet stem, the KITINet paper's MFLOPs convention (its Table 3)."""
+        if "stem" not in MODELS.parameters(model_name):
+            return {}
+        args = {**self.model_kwargs(model_name, kwargs), "stem": "imagenet"}
+        with torch.random.fork_rng(devices=[]):  # initialising it draws random numbers
+            model = MODELS.create(model_name, **args)
+        return {"mmacs_imagenet_stem": count_mflops(model, self.input_size) / 2}
 
     def loaders(
         self,

@@ -1,0 +1,105 @@
+"""Checkpoints: everything a killed run needs to continue bit-identically, as plain containers.
+
+A checkpoint holds only dicts, lists, numbers and tensors, so it loads with
+``torch.load(weights_only=True)``: the model, the optimizer (a KineticOptimizer's generator
+included), the scheduler and grad scaler, every RNG state (Python, NumPy, torch CPU/CUDA and the
+modules' own generators, e.g. KITINet's), the training iterable's state at the start of the
+current epoch and how many of its batches were consumed, the callbacks' running sums, the
+records so far and the external logger's run id.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from experiments.core.io import atomic_torch_save
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "capture_rng_state",
+    "load_checkpoint",
+    "module_generators",
+    "restore_generators",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+CHECKPOINT_NAME = "checkpoints/last.pt"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states as plain containers and tensors."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "kind": np_kind,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["gauss"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def module_generators(model: nn.Module) -> dict[str, torch.Generator]:
+    """Private random generators of modules (e.g. KITINet's ``generator``), by module name."""
+    return {
+        name: module.generator
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "generator", None), torch.Generator)
+    }
+
+
+def save_checkpoint(path: Path, contents: Mapping[str, Any], model: nn.Module) -> None:
+    """Write ``contents`` plus the RNG states (global and ``model``'s modules') atomically."""
+    atomic_torch_save(
+        path,
+        {
+            **contents,
+            "rng": capture_rng_state(),
+            "module_generators": {n: g.get_state() for n, g in module_generators(model).items()},
+        },
+    )
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors on the CPU)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def restore_generators(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
+    """Set the global and the modules' RNG states saved by :func:`save_checkpoint`."""
+    for name, generator in module_generators(model).items():
+        generator.set_state(checkpoint["module_generators"][name])
+    restore_rng_state(checkpoint["rng"])
