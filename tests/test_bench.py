@@ -1,31 +1,37 @@
-"""Smoke test of scripts/bench.py (``make bench``): tiny sizes, few repeats, no timing assertions.
+"""Smoke test of the ``benchmarks`` package (``make bench``): tiny sizes, few repeats, no timing
+assertions.
 
-Proves the benchmark runs end to end and writes its report, that its memory probe reads a known
-allocation correctly, and that the paper-literal baseline computes the same thing as the fast code.
+Proves the benchmark runs end to end and writes its report, that its memory probes read a known
+allocation correctly (in this process and in the fresh one they start), and that the paper-literal
+baseline computes the same thing as the fast code.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from benchmarks import literal as _literal
+from benchmarks.config import Config
+from benchmarks.fast_vs_literal import collision_inputs
+from benchmarks.measure import MB
+from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes, rss_probe
+from benchmarks.runner import run
+from kinetics import soft_collision
+from kinetics.dsmc import collide
 
-import _literal  # noqa: E402
-import bench  # noqa: E402
-
-from kinetics import soft_collision  # noqa: E402
-from kinetics.dsmc import collide  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_peak_extra_bytes_reads_a_known_allocation() -> None:
-    size = 8 * bench.MB
-    peak = bench.peak_extra_bytes(lambda: torch.ones(size // 4))
+    size = 8 * MB
+    peak = peak_extra_bytes(lambda: torch.ones(size // 4))
     assert abs(peak - size) <= 0.01 * size
 
     # Two live tensors peak at twice the size, even though one is freed before the call ends.
@@ -35,13 +41,33 @@ def test_peak_extra_bytes_reads_a_known_allocation() -> None:
         del a
         return b
 
-    assert abs(bench.peak_extra_bytes(two) - 2 * size) <= 0.02 * size
+    assert abs(peak_extra_bytes(two) - 2 * size) <= 0.02 * size
 
 
 def test_rss_probe_reads_a_known_allocation() -> None:
     # 64 MB is above glibc's largest mmap threshold, so the block is mapped (and counted) afresh.
-    record = bench._rss_probe("alloc:64")
+    record = rss_probe("alloc:64")
     assert 63.0 < record["rss_extra_mb"] < 70.0
+
+
+def test_rss_probe_in_a_fresh_process() -> None:
+    # What the benchmark runs: `python -m benchmarks.memory alloc:64 --threads 1`.
+    extra = rss_peak_extra_bytes("alloc:64", threads=1)
+    assert extra is not None and 63.0 < extra / MB < 70.0
+
+
+def test_bench_script_keeps_its_rss_probe_flag() -> None:
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    cmd = [sys.executable, str(REPO / "scripts" / "bench.py"), "--rss-probe", "alloc:8"]
+    cmd += ["--threads", "1"]
+    proc = subprocess.run(
+        cmd, env=dict(os.environ, PYTHONPATH=path), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout.strip().splitlines()[-1])) == {
+        "rss_extra_mb",
+        "baseline_rss_mb",
+    }
 
 
 def test_literal_soft_matches_fast() -> None:
@@ -55,7 +81,7 @@ def test_literal_soft_matches_fast() -> None:
 
 @pytest.mark.parametrize("coef", [0.5, 1.0])
 def test_literal_hard_matches_fast_with_same_directions(coef: float) -> None:
-    w, g = bench.collision_inputs(15, 6, distance=0.2, seed=3)
+    w, g = collision_inputs(15, 6, distance=0.2, seed=3)
     result = collide(w[None], g[None], coef)
     k = int(result.num_accepted.sum())
     assert 0 < k and (coef == 1.0 or k < result.num_pairs)  # coef 0.5: some pairs, not all
@@ -68,10 +94,10 @@ def test_literal_hard_matches_fast_with_same_directions(coef: float) -> None:
 
 
 def test_quick_run_writes_report(tmp_path: Path) -> None:
-    code = bench.main(["--out", str(tmp_path), "--quick"])
-    assert code == 0
+    returned = run(Config.quick(), tmp_path, quick=True, skip_e2e=False)
     results = json.loads((tmp_path / "bench.json").read_text())
-    assert results["errors"] == {}
+    assert results["errors"] == {} and returned["errors"] == {}
+    assert results["quick"] is True
     assert abs(results["memory_validation"]["profiler_mb"] - 100.0) < 1.0
     assert {r["kind"] for r in results["collisions"]} == {"soft", "hard"}
     assert all("speedup" in r for r in results["collisions"])  # tiny sizes: literal never skipped
@@ -103,14 +129,14 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["soft", "hard"])
 def test_literal_memory_estimate_bounds_the_measured_peak(kind: str) -> None:
     n, d = 40, 64
-    w, g = bench.collision_inputs(n, d, distance=0.2)
+    w, g = collision_inputs(n, d, distance=0.2)
     fn = _literal.soft_collision_literal if kind == "soft" else _literal.hard_collision_literal
-    peak = bench.peak_extra_bytes(lambda: fn(w, g, 0.5))
+    peak = peak_extra_bytes(lambda: fn(w, g, 0.5))
     estimate = _literal.literal_peak_bytes(kind, n, d)
     assert estimate / 2 < peak <= estimate  # the literal code really is O(N^2 d), and bounded
 
 
 def test_literal_memory_estimate_skips_imagenet_head() -> None:
-    limit = bench.Config().literal_limit_bytes
+    limit = Config().literal_limit_bytes
     assert _literal.literal_peak_bytes("hard", 1000, 2048) > limit
     assert _literal.literal_peak_bytes("soft", 100, 512) < limit

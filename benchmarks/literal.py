@@ -1,12 +1,13 @@
-"""Paper-literal, deliberately naive KO collisions: the baseline ``scripts/bench.py`` measures against.
+"""Paper-literal, deliberately naive KO collisions: the baseline ``make bench`` measures against.
 
 Both functions follow KO Algorithms 1-2 step by step and materialise every pairwise quantity as a
 dense ``(N, N, d)`` tensor, as the authors' public code does (SPEC §5): relative vectors, centre-of-
 mass velocities, one random direction per ordered pair and the full velocity change of Eq. 6, which
 is only then masked by the selection of Eq. 7. The physics is the SPEC's (§1.1-1.3), so with the same
 directions the result equals the fast implementation; only the cost differs. Memory grows as
-``N² d`` (N=1000, d=2048: 8 GB per tensor), so this module exists for benchmarking only and is not
-part of the ``kinetics`` package. ``tests/reference.py`` is the independent reference for tests.
+``N² d`` (N=1000, d=2048: 8 GB per tensor), so this module exists for benchmarking only
+(:mod:`benchmarks.fast_vs_literal`) and is not part of the ``kinetics`` package.
+``tests/reference.py`` is the independent reference for tests.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import Tensor
 __all__ = ["hard_collision_literal", "literal_peak_bytes", "soft_collision_literal"]
 
 # Upper bounds on how many (N, N, d) float tensors are alive at once (measured with the profiler of
-# scripts/bench.py at N=100, d=512: soft 3.0, hard 4.0), plus a margin; used to skip sizes that
+# benchmarks/memory.py at N=100, d=512: soft 3.0, hard 4.0), plus a margin; used to skip sizes that
 # cannot fit in memory.
 _LIVE_PAIR_TENSORS = {"soft": 4, "hard": 6}
 

@@ -1,0 +1,100 @@
+"""Sizes and repeat counts of one benchmark run: the full run of ``make bench`` and the quick one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and repeat counts of one benchmark run (defaults: the full run of ``make bench``)."""
+
+    # torch intra-op threads. The quick mode uses 1: on a loaded 2-core machine two OpenMP threads
+    # wait for each other at every parallel op and small problems slow down up to ~100x.
+    threads: int = 2
+    collision_sizes: tuple[tuple[int, int], ...] = ((10, 512), (100, 512), (1000, 2048))
+    collision_coef: float = 0.5
+    # Typical distance |w_i - w_j| of the synthetic weights: 0.2 makes some pairs collide at
+    # coll_coef 0.5 (seed 0: 51% at N=10, 8% at N=100, 4% at N=1000).
+    collision_distance: float = 0.2
+    repeats: int = 15
+    warmup: int = 2
+    sample_seconds: float = 0.05  # calls per timed sample are chosen so a sample lasts >= this
+    literal_limit_bytes: int = 4 * 2**30
+    kitinet_shape: tuple[int, int] = (128, 8192)
+    kitinet_heads: tuple[int, ...] = (16, 64)
+    kitinet_coef: float = 0.5
+    # x ~ N(0, s^2) with s = spread / sqrt(2 heads), so the typical particle distance is ~spread.
+    kitinet_spread: float = 0.4
+    kitinet_repeats: int = 5
+    hard_all_size: tuple[int, int] = (1000, 2048)
+    # With near-coincident weights, coll_coef 0.05 accepts a part of the pairs and 1.0 all of them:
+    # the peak must be the same (independent of the number K of accepted pairs). One call each: a
+    # call with all ~500k pairs draws K*d = 1e9 random numbers (6 s here with 2 idle cores).
+    hard_all_coefs: tuple[float, ...] = (0.05, 1.0)
+    memory_budget_mb: float = 64.0
+    rss_check: bool = True
+    e2e_batch: int = 128
+    e2e_image: int = 32
+    e2e_classes: int = 100
+    e2e_warmup: int = 10
+    e2e_steps: int = 60
+    e2e_coef: float = 0.5
+    e2e_targets: tuple[tuple[str, float], ...] = (("soft", 1.01), ("hard", 1.02))
+    # 5. KITI-ResNet-18 vs ResNet-18 (CIFAR stem, CIFAR-10 input). coll_coef 0.9 is the paper's
+    # Table 3 setting (at init ~0.1% of the second block's pairs collide); 0.95 makes collisions
+    # fire more (~1%).
+    kiti_batch: int = 128
+    kiti_image: int = 32
+    kiti_classes: int = 10
+    kiti_base_width: int = 64
+    kiti_heads: int = 16
+    kiti_coefs: tuple[float, ...] = (0.9, 0.95)
+    kiti_warmup: int = 1
+    kiti_rounds: int = 10
+    kiti_target: float = 1.10
+    kiti_eval_noise: float = 1.03
+    # 6. KO step overhead, CIFAR-100 head: (model, batch). Smaller batches for the deeper nets keep
+    # the section within a few minutes; the overhead ratio is what is compared.
+    ko_models: tuple[tuple[str, int], ...] = (
+        ("cifar_resnet18", 128),
+        ("cifar_resnet34", 64),
+        ("cifar_resnet50", 32),
+    )
+    ko_classes: int = 100
+    ko_image: int = 32
+    ko_base_width: int = 64
+    ko_coef: float = 0.5
+    ko_warmup: int = 1
+    ko_rounds: int = 8
+
+    @classmethod
+    def quick(cls) -> Config:
+        """Tiny sizes and repeats: proves the benchmark works in seconds (tests/test_bench.py)."""
+        return replace(
+            cls(),
+            threads=1,
+            rss_check=False,
+            collision_sizes=((10, 32), (40, 64)),
+            repeats=3,
+            warmup=1,
+            sample_seconds=0.002,
+            kitinet_shape=(4, 256),
+            kitinet_heads=(4, 16),
+            kitinet_repeats=2,
+            hard_all_size=(60, 64),
+            hard_all_coefs=(0.05, 1.0),
+            e2e_batch=2,
+            e2e_warmup=1,
+            e2e_steps=2,
+            kiti_batch=4,
+            kiti_image=16,
+            kiti_base_width=8,
+            kiti_rounds=2,
+            ko_models=(("cifar_resnet18", 4), ("cifar_resnet50", 2)),
+            ko_image=16,
+            ko_base_width=4,
+            ko_rounds=2,
+        )
