@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_pde import write_airfoil_fixture
 from helpers import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.core.errors import ConfigError
@@ -219,8 +220,6 @@ TINY_OFORMER = ["model.dim=16", "model.num_heads=2", "model.encoder_layers=2", "
 
 @pytest.fixture(scope="module")
 def airfoil_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from experiments.pde.airfoil import write_airfoil_fixture
-
     root = tmp_path_factory.mktemp("airfoil")
     write_airfoil_fixture(root, n_trajectories=6, n_nodes=40, n_steps=12, seed=1)
     return root

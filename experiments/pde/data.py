@@ -1,6 +1,6 @@
 """PDE data sets for the runner (KITINet §5.4, App. F; SPEC §3 Table 4): Burgers, Navier-Stokes, Heat.
 
-Importing this module registers four builders in :mod:`experiments.data`'s registry:
+Importing this module registers four builders in :data:`experiments.core.registry.DATASETS`:
 
 * ``burgers``: ``u0 -> u(., 1)`` on a 1-D periodic grid. Inputs ``(n, r, 1)``, targets ``(n, r, 1)``.
 * ``navier_stokes`` / ``heat``: the fields at ``t = 1..t_in`` -> ``t = t_in+1..t_in+t_out`` on a 2-D
@@ -26,6 +26,7 @@ and its KITINet systems at the training resolution before any training.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -310,19 +311,27 @@ def burgers(
 
 
 def _time_series(
-    dataset: str,
-    path: str,
+    path: str | None = None,
+    n_train: int = 1000,
+    n_test: int = 200,
+    train_resolution: int = 32,
+    test_resolution: int = 64,
+    t_in: int = 10,
+    t_out: int = 10,
+    eval_batch_size: int | None = None,
+    max_particles: int | None = DEFAULT_MAX_PARTICLES,
     *,
-    n_train: int,
-    n_test: int,
-    train_resolution: int,
-    test_resolution: int,
-    t_in: int,
-    t_out: int,
-    eval_batch_size: int | None,
-    max_particles: int | None,
+    dataset: str,
 ) -> PDEData:
-    """NS / Heat: steps ``1..t_in`` (stored at ``u[..., 0:t_in]``) -> the next ``t_out`` steps."""
+    """NS / Heat: steps ``1..t_in`` (stored at ``u[..., 0:t_in]``) -> the next ``t_out`` steps.
+
+    Registered once per entry of :data:`_TIME_SERIES` as ``functools.partial(_time_series,
+    dataset=...)``; ``path`` None reads ``data/pde/<dataset>.pt``. The paper trains at 32x32 and
+    tests at 64x64; 1000 / 200 samples and ``t_out = 10`` are the FNO authors' public NS split
+    and our reading of "up to time 10 -> up to T > 10" (the paper gives neither n nor T).
+    """
+    if path is None:
+        path = f"data/pde/{dataset}.pt"
     _check_window(t_in, t_out)
     tensors, meta = _load(
         dataset,
@@ -347,66 +356,18 @@ def _time_series(
     )
 
 
-@DATASETS.register
-def navier_stokes(
-    path: str = "data/pde/navier_stokes.pt",
-    n_train: int = 1000,
-    n_test: int = 200,
-    train_resolution: int = 32,
-    test_resolution: int = 64,
-    t_in: int = 10,
-    t_out: int = 10,
-    eval_batch_size: int | None = None,
-    max_particles: int | None = DEFAULT_MAX_PARTICLES,
-) -> PDEData:
-    """2-D Navier-Stokes vorticity (KITINet App. F.2): ``w(t = 1..t_in) -> w(t_in+1..t_in+t_out)``.
+# The 2-D time series ``u(t = 1..t_in) -> u(t_in+1..t_in+t_out)``, one builder each; same layout,
+# resolutions and split (the paper describes both alike).
+_TIME_SERIES = (
+    "navier_stokes",  # vorticity, KITINet App. F.2
+    "heat",  # heat equation, KITINet App. F.3
+)
+for _name in _TIME_SERIES:
+    DATASETS.register(functools.partial(_time_series, dataset=_name), name=_name)
+del _name
 
-    The paper trains at 32x32 and tests at 64x64. 1000 / 200 samples and ``t_out = 10`` are the
-    FNO authors' public NS split and our reading of "up to time 10 -> up to T > 10" (the paper
-    gives neither n nor T).
-    """
-    return _time_series(
-        "navier_stokes",
-        path,
-        n_train=n_train,
-        n_test=n_test,
-        train_resolution=train_resolution,
-        test_resolution=test_resolution,
-        t_in=t_in,
-        t_out=t_out,
-        eval_batch_size=eval_batch_size,
-        max_particles=max_particles,
-    )
-
-
-@DATASETS.register
-def heat(
-    path: str = "data/pde/heat.pt",
-    n_train: int = 1000,
-    n_test: int = 200,
-    train_resolution: int = 32,
-    test_resolution: int = 64,
-    t_in: int = 10,
-    t_out: int = 10,
-    eval_batch_size: int | None = None,
-    max_particles: int | None = DEFAULT_MAX_PARTICLES,
-) -> PDEData:
-    """2-D heat equation (KITINet App. F.3): ``u(t = 1..t_in) -> u(t_in+1..t_in+t_out)``.
-
-    Same layout, resolutions and split as :func:`navier_stokes` (the paper describes both alike).
-    """
-    return _time_series(
-        "heat",
-        path,
-        n_train=n_train,
-        n_test=n_test,
-        train_resolution=train_resolution,
-        test_resolution=test_resolution,
-        t_in=t_in,
-        t_out=t_out,
-        eval_batch_size=eval_batch_size,
-        max_particles=max_particles,
-    )
+navier_stokes = DATASETS.get("navier_stokes")
+heat = DATASETS.get("heat")
 
 
 # --------------------------------------------------------------------------- Airfoil (OFormer)

@@ -1,15 +1,16 @@
 """Image classifiers of both papers' vision experiments (SPEC §3), registered in the model registry.
 
-Importing this module registers (:func:`experiments.models.register_model`):
+Importing this module registers in :data:`experiments.core.registry.MODELS`:
 
 * ``cifar_resnet18/34/50/101/152``: ResNets for 32x32 images (He et al. 2016, the CIFAR variant of
   the KO and KITINet experiments): a 3x3 stride-1 stem conv without max-pool, four stages
   ``layer1..layer4`` of widths ``base_width * (1, 2, 4, 8)`` (64-128-256-512 by default),
   ``BasicBlock`` for 18/34 and ``Bottleneck`` (expansion 4) for 50/101/152, global average pool and
-  the classifier ``fc`` (:meth:`ResNet.get_classifier`). ``base_width`` scales the whole network
-  (16 gives a CPU-sized model), ``in_chans=1`` takes Fashion-MNIST. ``stem="imagenet"`` swaps in the
-  torchvision stem (7x7 stride-2 conv + 3x3 stride-2 max-pool); it exists because KITINet Table 3's
-  MFLOPs column matches that stem, not the CIFAR one (see :func:`count_mflops`).
+  the classifier ``fc`` (:meth:`ResNet.get_classifier`); one ``functools.partial`` of one builder
+  per row of the table ``_DEPTHS`` (block, blocks per stage). ``base_width`` scales the whole
+  network (16 gives a CPU-sized model), ``in_chans=1`` takes Fashion-MNIST. ``stem="imagenet"``
+  swaps in the torchvision stem (7x7 stride-2 conv + 3x3 stride-2 max-pool); it exists because
+  KITINet Table 3's MFLOPs column matches that stem, not the CIFAR one (see :func:`count_mflops`).
 * KITI-ResNet: the same builders with ``kitinet={...}`` (KITINet keyword arguments): every block of
   the stages in ``kitinet_stages`` (default ``(4,)``, the paper's "last stage") computes
   ``relu(KITINet(shortcut(x), branch(x)))`` instead of ``relu(shortcut(x) + branch(x))``, one system
@@ -33,6 +34,7 @@ is ``layer{s}.{i}.residual``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,6 +152,7 @@ class Bottleneck(nn.Module):
         return self.relu(self.residual(self.shortcut(x), self.branch(x)))
 
 
+# depth -> (block, blocks per stage): one registered builder ``cifar_resnet<depth>`` per row.
 _DEPTHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
@@ -274,7 +277,7 @@ class FCHeadResNet(ResNet):
     """ResNet whose classifier is ``fc1 - act - fc2 - act - fc`` (KO Fig. 4, Zhou et al. 2022b).
 
     ``fc1`` maps the pooled features (512 for ResNet18) to ``hidden``; ``fc`` is the final layer
-    (``get_classifier()``). ``act`` is one of :data:`experiments.models.ACTIVATIONS`.
+    (``get_classifier()``). ``act`` is one of :data:`experiments.core.blocks.ACTIVATIONS`.
     """
 
     def __init__(
@@ -399,80 +402,51 @@ def count_mflops(
 # --------------------------------------------------------------------------- registered builders
 
 
-def _cifar_resnet(depth: int, arguments: dict[str, Any]) -> ResNet:
-    """``ResNet`` of this depth from a builder's own ``locals()`` (its keyword arguments)."""
-    block, layers = _DEPTHS[depth]
-    kwargs = dict(arguments)
-    stages = kwargs["kitinet_stages"]
-    if isinstance(stages, str) or not isinstance(stages, Sequence):
-        raise ConfigError(f"model.kitinet_stages={stages!r} must be a list of stages (1..4)")
-    kwargs["kitinet_stages"] = tuple(stages)  # Hydra lists arrive as ListConfig
-    return ResNet(block, layers, **kwargs)
-
-
-@MODELS.register
-def cifar_resnet18(
+def _cifar_resnet(
     num_classes: int = 10,
     in_chans: int = 3,
     base_width: int = 64,
     stem: str = "cifar",
     kitinet: KITINetConfig | None = None,
     kitinet_stages: Sequence[int] = (4,),
+    *,
+    block: type[BasicBlock] | type[Bottleneck],
+    layers: Sequence[int],
 ) -> nn.Module:
-    """CIFAR ResNet-18 (BasicBlock, 2-2-2-2); KITI-ResNet-18 with ``kitinet``. See :class:`ResNet`."""
-    return _cifar_resnet(18, locals())
+    """CIFAR ResNet of ``block`` and ``layers``; KITI-ResNet with ``kitinet``. See :class:`ResNet`.
+
+    Registered once per row of :data:`_DEPTHS` as ``functools.partial(_cifar_resnet, block=...,
+    layers=...)``: the config sets the arguments before ``*``.
+    """
+    if isinstance(kitinet_stages, str) or not isinstance(kitinet_stages, Sequence):
+        raise ConfigError(
+            f"model.kitinet_stages={kitinet_stages!r} must be a list of stages (1..4)"
+        )
+    return ResNet(
+        block,
+        layers,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        base_width=base_width,
+        stem=stem,
+        kitinet=kitinet,
+        kitinet_stages=tuple(kitinet_stages),  # Hydra lists arrive as ListConfig
+    )
 
 
-@MODELS.register
-def cifar_resnet34(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    base_width: int = 64,
-    stem: str = "cifar",
-    kitinet: KITINetConfig | None = None,
-    kitinet_stages: Sequence[int] = (4,),
-) -> nn.Module:
-    """CIFAR ResNet-34 (BasicBlock, 3-4-6-3); KITI-ResNet-34 with ``kitinet``. See :class:`ResNet`."""
-    return _cifar_resnet(34, locals())
+for _depth, (_block, _layers) in _DEPTHS.items():
+    MODELS.register(
+        functools.partial(_cifar_resnet, block=_block, layers=_layers),
+        name=f"cifar_resnet{_depth}",
+    )
+del _depth, _block, _layers
 
-
-@MODELS.register
-def cifar_resnet50(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    base_width: int = 64,
-    stem: str = "cifar",
-    kitinet: KITINetConfig | None = None,
-    kitinet_stages: Sequence[int] = (4,),
-) -> nn.Module:
-    """CIFAR ResNet-50 (Bottleneck, 3-4-6-3); KITI-ResNet-50 with ``kitinet``. See :class:`ResNet`."""
-    return _cifar_resnet(50, locals())
-
-
-@MODELS.register
-def cifar_resnet101(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    base_width: int = 64,
-    stem: str = "cifar",
-    kitinet: KITINetConfig | None = None,
-    kitinet_stages: Sequence[int] = (4,),
-) -> nn.Module:
-    """CIFAR ResNet-101 (Bottleneck, 3-4-23-3); KITI with ``kitinet``. See :class:`ResNet`."""
-    return _cifar_resnet(101, locals())
-
-
-@MODELS.register
-def cifar_resnet152(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    base_width: int = 64,
-    stem: str = "cifar",
-    kitinet: KITINetConfig | None = None,
-    kitinet_stages: Sequence[int] = (4,),
-) -> nn.Module:
-    """CIFAR ResNet-152 (Bottleneck, 3-8-36-3); KITI with ``kitinet``. See :class:`ResNet`."""
-    return _cifar_resnet(152, locals())
+# The builders under their registry names (scripts/bench.py imports cifar_resnet18).
+cifar_resnet18 = MODELS.get("cifar_resnet18")
+cifar_resnet34 = MODELS.get("cifar_resnet34")
+cifar_resnet50 = MODELS.get("cifar_resnet50")
+cifar_resnet101 = MODELS.get("cifar_resnet101")
+cifar_resnet152 = MODELS.get("cifar_resnet152")
 
 
 @MODELS.register
