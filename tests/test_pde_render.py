@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from test_tables import _table_rows, write_run
+from helpers import table_rows, write_run
 
 SITES = [f"collision_rate.layers.{i}.residual" for i in range(4)]
 
@@ -97,7 +97,7 @@ def test_table4_paper_beside_ours_with_missing_cells(tmp_path: Path, render: Mod
     assert ["Heat Equation", "KITI-FNO", "MSE", "missing", "0.05113", "missing"] in errors
     assert ["Airfoil*", "OFormer [22]", "RMSE", "missing", "16.39461", "missing"] in errors
     assert len(errors) == 8
-    reductions = _table_rows(text, "Error reduction by KITINet")
+    reductions = table_rows(text, "Error reduction by KITINet")
     assert reductions["Burgers' Equ."] == ["MSE", "25.0 ± 7.1 (n=2)", "23.3", "23.50"]
     assert reductions["NS Equation"][1:] == ["missing", "missing", "5.63"]
     rates = text.split("## Collision rate per layer")[1]
@@ -118,8 +118,8 @@ def test_table6_uses_table4_kiti_rows_as_update(tmp_path: Path, render: ModuleTy
     assert rows[("NS", "update")] == ["missing", "0.11346", "missing"]
     # mean over layers of the final-epoch rates (0, 0.01, 0.02, 0.03)
     assert rows[("Burgers'", "update")][2] == "0.015 ± 0 (n=2)"
-    assert _table_rows(text, "Direction of the effect")["Burgers'"] == ["yes", "yes"]
-    assert _table_rows(text, "Direction of the effect")["Heat"] == ["missing", "yes"]
+    assert table_rows(text, "Direction of the effect")["Burgers'"] == ["yes", "yes"]
+    assert table_rows(text, "Direction of the effect")["Heat"] == ["missing", "yes"]
 
 
 def test_table7_rho_per_layer_and_direction(tmp_path: Path, render: ModuleType) -> None:
@@ -137,12 +137,12 @@ def test_table7_rho_per_layer_and_direction(tmp_path: Path, render: ModuleType) 
     out = tmp_path / "out"
     render.main(["kitinet-table7", "--runs", str(runs), "--out", str(out)])
     text = (out / "README.md").read_text()
-    rows = _table_rows(text, "ρ per layer")
+    rows = table_rows(text, "ρ per layer")
     assert rows["FNO (ours)"][0] == "0.4 ± 0 (n=2)"
     assert rows["FNO (ours)"][1] == "0.1050 ± 0.0071 (n=2)"
     assert rows["FNO (paper)"][:4] == ["0.113", "0.089", "0.092", "—"]
     assert rows["KITI-FNO (paper)"][4:] == ["0.206", "0.192", "0.191", "—"]
-    direction = _table_rows(text, "Direction: does KITINet increase ρ?")
+    direction = table_rows(text, "Direction: does KITINet increase ρ?")
     assert direction["KITI-FNO > FNO (ours)"][0] == "no"
     assert direction["KITI-FNO > FNO (ours)"][-1] == "7 of 8"
     assert direction["KITI-FNO > FNO (paper)"][-1] == "5 of 6"
@@ -185,7 +185,7 @@ def test_mini_pde_readme(tmp_path: Path, render: ModuleType) -> None:
     render.main(["mini-pde", "--runs", str(runs), "--out", str(out)])
     text = (out / "README.md").read_text()
     assert "Sum of the\nruns' wall times: 7 min" in text
-    reductions = _table_rows(text, "Error reduction by KITINet")
+    reductions = table_rows(text, "Error reduction by KITINet")
     assert reductions["Burgers' Equ."][1] == "18.3 ± 1.7 (n=3)"
     sweep = _rows_by_first(text, "### Fig. 2(a), CPU scale: collision_heads on Burgers")
     assert sweep["32"][0] == "0.0090 ± 0.0010 (n=3)" and sweep["128"][0] == "0.02 ± — (n=1)"

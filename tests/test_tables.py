@@ -15,43 +15,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import table_rows, write_run
 
 from experiments.reports import common as tables
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
-
-
-def write_run(
-    root: Path,
-    name: str,
-    *,
-    seed: int,
-    summary: dict[str, Any],
-    activation: str = "tanh",
-    collision: str = "none",
-    model: str = "mlp",
-    weights: dict[str, torch.Tensor] | None = None,
-    extra_config: dict[str, Any] | None = None,
-) -> Path:
-    """A run directory in the runner's layout: config.yaml, summary.json, metrics.jsonl, weights."""
-    run = root / name
-    run.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "model": {"name": model, "activation": activation},
-        "collision": {"name": collision, "coll_coef": 0.5},
-        "trainer": {"watch": ["hidden"], "epochs": 3},
-        "paths": {"output_dir": str(run)},
-        **(extra_config or {}),
-    }
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    full_summary = {"seed": seed, "git_commit": "abc1234", "command": "python run.py", **summary}
-    (run / "summary.json").write_text(json.dumps(full_summary))
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "train_loss": 1.0}) + "\n")
-    if weights is not None:
-        torch.save(weights, run / "weights_final.pt")
-    return run
 
 
 # --------------------------------------------------------------------------- collector
@@ -393,17 +362,6 @@ def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path, render: ModuleTyp
 # --------------------------------------------------------------------------- render: CIFAR tables
 
 
-def _table_rows(text: str, section: str) -> dict[str, list[str]]:
-    """``{first cell: cells}`` of the markdown table under the heading ``## {section}``."""
-    block = text.split(f"## {section}")[1].split("\n## ")[0]
-    rows = [
-        [c.strip() for c in line.strip().strip("|").split("|")]
-        for line in block.splitlines()
-        if line.startswith("|")
-    ]
-    return {row[0]: row[1:] for row in rows[2:]}
-
-
 def _cifar_run(
     root: Path,
     name: str,
@@ -440,14 +398,14 @@ def test_render_ko_table1_end_to_end(tmp_path: Path, render: ModuleType) -> None
     render.main(["ko-table1", "--runs", str(runs), "--out", str(out)])
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    acc = _table_rows(text, "Test accuracy (%)")
+    acc = table_rows(text, "Test accuracy (%)")
     # Every row of the paper's table, ours "missing" where no run exists (never 0).
     assert list(acc) == [f"ResNet{d}+{v}" for d in (18, 34, 50) for v in ("SGD", "S.C.", "H.C.")]
     assert acc["ResNet18+SGD"] == ["95.50 ± 0.71 (n=2)", "95.07 ± 0.18", "missing", "78.69 ± 0.38"]
     assert acc["ResNet18+S.C."][:2] == ["96.12 ± — (n=1)", "95.74 ± 0.05"]
     assert acc["ResNet18+H.C."] == ["missing", "95.58 ± 0.07", "71.0 ± 1.4 (n=2)", "78.83 ± 0.09"]
     assert acc["ResNet50+H.C."] == ["missing", "95.57 ± 0.05", "missing", "78.98 ± 0.18"]
-    rates = _table_rows(text, "Collision rate")
+    rates = table_rows(text, "Collision rate")
     assert rates["ResNet18+H.C."] == ["missing", "0.30 ± 0.14 (n=2)"]
     assert rates["ResNet18+SGD"][0] == "n/a (no collision)"
     assert rates["ResNet18+S.C."][0] == "n/a (soft collision selects no pairs)"
@@ -489,7 +447,7 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
     render.main(["kitinet-table3", "--runs", str(runs), "--out", str(out)])
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    acc = _table_rows(text, "Test accuracy (%) and cost")
+    acc = table_rows(text, "Test accuracy (%) and cost")
     expected_rows = [
         f"{prefix}ResNet-{d}{suffix}"
         for d in (34, 50, 101, 152)
@@ -524,7 +482,7 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
         acc["KITI-ResNet-152"]
         == ["missing", "95.67", "missing", "79.48 ± 0.03", "236.8"] + ["missing"] * 2
     )
-    rates = _table_rows(text, "Collision rate")
+    rates = table_rows(text, "Collision rate")
     assert rates["KITI-ResNet-34"] == ["0.2 ± — (n=1)", "missing"]
     assert rates["ResNet-34 [15]"] == ["n/a (no collision)", "n/a (no collision)"]
     assert "ImageNet stem" in text and "Warning" not in text
@@ -565,7 +523,7 @@ def test_render_ko_table45_and_fig3_from_the_table1_runs(
     out = tmp_path / "out"
     render.main(["ko-table45", "--runs", str(runs), "--out", str(out)])
     text = (out / "README.md").read_text()
-    t4 = _table_rows(text, "KO Table 4: CIFAR10")
+    t4 = table_rows(text, "KO Table 4: CIFAR10")
     assert list(t4)[:3] == ["Vanilla Resnet18", "Resnet18+S.C.", "Resnet18+H.C."]
     # time = sum of epoch times (20, 20 -> 20 ± 0); memory = max over epochs (1000, 1000)
     assert t4["Vanilla Resnet18"] == [
@@ -579,7 +537,7 @@ def test_render_ko_table45_and_fig3_from_the_table1_runs(
     assert t4["Resnet18+H.C."][:2] == ["25 ± — (n=1)", "x1.250"]
     assert t4["Resnet18+H.C."][3] == f"x{8784 / 5523:.3f}"  # the paper's ratio
     assert t4["Resnet18+S.C."][:2] == ["missing", "missing"]
-    t5 = _table_rows(text, "KO Table 5: CIFAR100")
+    t5 = table_rows(text, "KO Table 5: CIFAR100")
     assert t5["Resnet18+S.C"][0] == "10 ± — (n=1)"
     assert t5["Resnet18+S.C"][1] == "missing"  # no vanilla run to compare with
     assert t5["Resnet50+S.C"][5] == "5176"
