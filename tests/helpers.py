@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,13 @@ def table_rows(text: str, section: str) -> dict[str, list[str]]:
         if line.startswith("|")
     ]
     return {row[0]: row[1:] for row in rows[2:]}
+
+
+def render(name: str, runs: Path, out: Path) -> list[Path]:
+    """Run the renderer ``name`` of :data:`~experiments.core.registry.REPORTS` on ``runs`` into
+    ``out``, with the command line ``scripts/render.py`` would record; return the files written."""
+    import experiments.reports.all  # noqa: F401  (registers every renderer)
+    from experiments.core.registry import REPORTS
+
+    args = [name, "--runs", str(runs), "--out", str(out)]
+    return REPORTS.get(name)(runs, out, shlex.join(["python", "scripts/render.py", *args]))

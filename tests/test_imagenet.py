@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 from fixtures_vision import write_image_folder
-from helpers import read_metrics, run_inprocess, table_rows, write_run
+from helpers import read_metrics, render, run_inprocess, table_rows, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = tuple(f"n0{i:07d}" for i in range(6))  # 6 classes: top-5 is not trivially 1
@@ -71,7 +70,7 @@ def _imagenet_run(
     write_run(root, name, seed=seed, summary=metrics, extra_config=config)
 
 
-def test_render_ko_table2_with_a_missing_cell(tmp_path: Path, render: ModuleType) -> None:
+def test_render_ko_table2_with_a_missing_cell(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed, (top1, top5) in enumerate([(0.79, 0.94), (0.80, 0.95)]):
         _imagenet_run(
@@ -87,7 +86,7 @@ def test_render_ko_table2_with_a_missing_cell(tmp_path: Path, render: ModuleType
         test_top1=0.8234, test_top5=None,  # a run that logged no top-5
     )  # fmt: skip
     out = tmp_path / "out"
-    render.main(["ko-table2", "--runs", str(runs), "--out", str(out)])
+    render("ko-table2", runs, out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
     acc = table_rows(text, "Accuracy (%)")
