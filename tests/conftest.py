@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -41,14 +38,3 @@ def unit_directions() -> Callable[..., torch.Tensor]:
         return z / torch.linalg.vector_norm(z, dim=-1, keepdim=True)
 
     return make
-
-
-@pytest.fixture(scope="module")
-def render() -> ModuleType:
-    """``scripts/render.py`` loaded as a module (scripts/ is no package), once per test module."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "render.py"
-    spec = importlib.util.spec_from_file_location("render_script", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

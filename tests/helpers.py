@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
@@ -117,3 +120,56 @@ def kill_and_resume(
     run_inprocess(tmp_path / "killed", *overrides, "resume=auto")
     resumed = without_times(read_metrics(tmp_path / "killed"))
     return killed, resumed, without_times(read_metrics(tmp_path / "whole"))
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    seed: int,
+    summary: dict[str, Any],
+    activation: str = "tanh",
+    collision: str = "none",
+    model: str = "mlp",
+    weights: dict[str, torch.Tensor] | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """A run directory in the runner's layout: config.yaml, summary.json, metrics.jsonl, weights."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = {
+        "seed": seed,
+        "model": {"name": model, "activation": activation},
+        "collision": {"name": collision, "coll_coef": 0.5},
+        "trainer": {"watch": ["hidden"], "epochs": 3},
+        "paths": {"output_dir": str(run)},
+        **(extra_config or {}),
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    full_summary = {"seed": seed, "git_commit": "abc1234", "command": "python run.py", **summary}
+    (run / "summary.json").write_text(json.dumps(full_summary))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "train_loss": 1.0}) + "\n")
+    if weights is not None:
+        torch.save(weights, run / "weights_final.pt")
+    return run
+
+
+def table_rows(text: str, section: str) -> dict[str, list[str]]:
+    """``{first cell: cells}`` of the markdown table under the heading ``## {section}``."""
+    block = text.split(f"## {section}")[1].split("\n## ")[0]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in block.splitlines()
+        if line.startswith("|")
+    ]
+    return {row[0]: row[1:] for row in rows[2:]}
+
+
+def render(name: str, runs: Path, out: Path) -> list[Path]:
+    """Run the renderer ``name`` of :data:`~experiments.core.registry.REPORTS` on ``runs`` into
+    ``out``, with the command line ``scripts/render.py`` would record; return the files written."""
+    import experiments.reports.all  # noqa: F401  (registers every renderer)
+    from experiments.core.registry import REPORTS
+
+    args = [name, "--runs", str(runs), "--out", str(out)]
+    return REPORTS.get(name)(runs, out, shlex.join(["python", "scripts/render.py", *args]))

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 from fixtures_vision import write_image_folder
-from helpers import read_metrics, run_inprocess
-from test_tables import _table_rows, write_run
+from helpers import read_metrics, render, run_inprocess, table_rows, write_run
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = tuple(f"n0{i:07d}" for i in range(6))  # 6 classes: top-5 is not trivially 1
@@ -72,7 +70,7 @@ def _imagenet_run(
     write_run(root, name, seed=seed, summary=metrics, extra_config=config)
 
 
-def test_render_ko_table2_with_a_missing_cell(tmp_path: Path, render: ModuleType) -> None:
+def test_render_ko_table2_with_a_missing_cell(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed, (top1, top5) in enumerate([(0.79, 0.94), (0.80, 0.95)]):
         _imagenet_run(
@@ -88,10 +86,10 @@ def test_render_ko_table2_with_a_missing_cell(tmp_path: Path, render: ModuleType
         test_top1=0.8234, test_top5=None,  # a run that logged no top-5
     )  # fmt: skip
     out = tmp_path / "out"
-    render.main(["ko-table2", "--runs", str(runs), "--out", str(out)])
+    render("ko-table2", runs, out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    acc = _table_rows(text, "Accuracy (%)")
+    acc = table_rows(text, "Accuracy (%)")
     models = ("ResNet50", "ConvNext_Tiny", "ConvNext_Small")
     bases = {"ResNet50": "Lamb", "ConvNext_Tiny": "AdamW", "ConvNext_Small": "AdamW"}
     assert list(acc) == [f"{m}+{v}" for m in models for v in (bases[m], "S.C.", "H.C.")]
@@ -99,7 +97,7 @@ def test_render_ko_table2_with_a_missing_cell(tmp_path: Path, render: ModuleType
     assert acc["ResNet50+H.C."] == ["79.98 ± — (n=1)", "79.98", "94.61 ± — (n=1)", "94.61"]
     assert acc["ConvNext_Tiny+S.C."] == ["82.34 ± — (n=1)", "82.34", "missing", "96.07"]
     assert acc["ConvNext_Small+AdamW"] == ["missing", "82.83", "missing", "96.29"]  # never 0
-    rates = _table_rows(text, "Collision rate")
+    rates = table_rows(text, "Collision rate")
     assert rates["ResNet50+H.C."] == ["0.25 ± — (n=1)"]
     assert rates["ResNet50+Lamb"] == ["n/a (no collision)"]
     assert rates["ConvNext_Small+H.C."] == ["missing"]

@@ -1,14 +1,13 @@
-"""The KITINet PDE renderers (scripts/render.py: Tables 4, 6, 7, Fig. 2, mini-pde) on run
+"""The KITINet PDE renderers (experiments.reports.pde: Tables 4, 6, 7, Fig. 2, mini-pde) on run
 directories written here in the runner's layout, with cells left missing on purpose."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from test_tables import _table_rows, write_run
+from helpers import render, table_rows, write_run
 
 SITES = [f"collision_rate.layers.{i}.residual" for i in range(4)]
 
@@ -82,10 +81,10 @@ def _fixture(root: Path) -> None:
     pde_run(root, "kitinet_table4_heat_fno", seed=0, data="heat", mse=0.07)  # no KITI heat run
 
 
-def test_table4_paper_beside_ours_with_missing_cells(tmp_path: Path, render: ModuleType) -> None:
+def test_table4_paper_beside_ours_with_missing_cells(tmp_path: Path) -> None:
     _fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    render.main(["kitinet-table4", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    render("kitinet-table4", tmp_path / "runs", out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**") and "seeds found: 0, 1" in text
     errors = _all_rows(text, "## Test error")
@@ -97,7 +96,7 @@ def test_table4_paper_beside_ours_with_missing_cells(tmp_path: Path, render: Mod
     assert ["Heat Equation", "KITI-FNO", "MSE", "missing", "0.05113", "missing"] in errors
     assert ["Airfoil*", "OFormer [22]", "RMSE", "missing", "16.39461", "missing"] in errors
     assert len(errors) == 8
-    reductions = _table_rows(text, "Error reduction by KITINet")
+    reductions = table_rows(text, "Error reduction by KITINet")
     assert reductions["Burgers' Equ."] == ["MSE", "25.0 ± 7.1 (n=2)", "23.3", "23.50"]
     assert reductions["NS Equation"][1:] == ["missing", "missing", "5.63"]
     rates = text.split("## Collision rate per layer")[1]
@@ -107,10 +106,10 @@ def test_table4_paper_beside_ours_with_missing_cells(tmp_path: Path, render: Mod
     assert "Warning" not in text
 
 
-def test_table6_uses_table4_kiti_rows_as_update(tmp_path: Path, render: ModuleType) -> None:
+def test_table6_uses_table4_kiti_rows_as_update(tmp_path: Path) -> None:
     _fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    render.main(["kitinet-table6", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    render("kitinet-table6", tmp_path / "runs", out)
     text = (out / "README.md").read_text()
     rows = {tuple(row[:2]): row[2:] for row in _all_rows(text, "## Test MSE")}
     assert rows[("Burgers'", "non-update")][:2] == ["0.0046 ± 0.0025 (n=2)", "0.00173"]
@@ -118,11 +117,11 @@ def test_table6_uses_table4_kiti_rows_as_update(tmp_path: Path, render: ModuleTy
     assert rows[("NS", "update")] == ["missing", "0.11346", "missing"]
     # mean over layers of the final-epoch rates (0, 0.01, 0.02, 0.03)
     assert rows[("Burgers'", "update")][2] == "0.015 ± 0 (n=2)"
-    assert _table_rows(text, "Direction of the effect")["Burgers'"] == ["yes", "yes"]
-    assert _table_rows(text, "Direction of the effect")["Heat"] == ["missing", "yes"]
+    assert table_rows(text, "Direction of the effect")["Burgers'"] == ["yes", "yes"]
+    assert table_rows(text, "Direction of the effect")["Heat"] == ["missing", "yes"]
 
 
-def test_table7_rho_per_layer_and_direction(tmp_path: Path, render: ModuleType) -> None:
+def test_table7_rho_per_layer_and_direction(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for kiti, base in ((False, 0.1), (True, 0.2)):
         for seed in (0, 1):
@@ -135,14 +134,14 @@ def test_table7_rho_per_layer_and_direction(tmp_path: Path, render: ModuleType) 
             pde_run(runs, "kitinet_table7_ns", seed=seed, data="navier_stokes", mse=0.1,
                     kiti=kiti, extra=rho)  # fmt: skip
     out = tmp_path / "out"
-    render.main(["kitinet-table7", "--runs", str(runs), "--out", str(out)])
+    render("kitinet-table7", runs, out)
     text = (out / "README.md").read_text()
-    rows = _table_rows(text, "ρ per layer")
+    rows = table_rows(text, "ρ per layer")
     assert rows["FNO (ours)"][0] == "0.4 ± 0 (n=2)"
     assert rows["FNO (ours)"][1] == "0.1050 ± 0.0071 (n=2)"
     assert rows["FNO (paper)"][:4] == ["0.113", "0.089", "0.092", "—"]
     assert rows["KITI-FNO (paper)"][4:] == ["0.206", "0.192", "0.191", "—"]
-    direction = _table_rows(text, "Direction: does KITINet increase ρ?")
+    direction = table_rows(text, "Direction: does KITINet increase ρ?")
     assert direction["KITI-FNO > FNO (ours)"][0] == "no"
     assert direction["KITI-FNO > FNO (ours)"][-1] == "7 of 8"
     assert direction["KITI-FNO > FNO (paper)"][-1] == "5 of 6"
@@ -152,7 +151,7 @@ def _rows_by_first(text: str, heading: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in _all_rows(text, heading)}
 
 
-def test_fig2_figure_and_tables(tmp_path: Path, render: ModuleType) -> None:
+def test_fig2_figure_and_tables(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for heads, mse in ((32, 0.003), (64, 0.002)):
         pde_run(runs, "kitinet_fig2a_burgers", seed=0, data="burgers", mse=mse, kiti=True,
@@ -161,7 +160,7 @@ def test_fig2_figure_and_tables(tmp_path: Path, render: ModuleType) -> None:
     pde_run(runs, "kitinet_fig2b_heat", seed=0, data="heat", mse=0.05, kiti=True,
             collision={"coll_coef": 0.3})  # fmt: skip
     out = tmp_path / "out"
-    render.main(["kitinet-fig2", "--runs", str(runs), "--out", str(out)])
+    render("kitinet-fig2", runs, out)
     assert (out / "kitinet_fig2.png").stat().st_size > 10_000
     text = (out / "README.md").read_text()
     burgers = _rows_by_first(text, "### Fig. 2(a): collision_heads on Burgers")
@@ -173,7 +172,7 @@ def test_fig2_figure_and_tables(tmp_path: Path, render: ModuleType) -> None:
     assert _rows_by_first(text, "### Fig. 6: coll_coef on Navier-Stokes")["0.5"][0] == "missing"
 
 
-def test_mini_pde_readme(tmp_path: Path, render: ModuleType) -> None:
+def test_mini_pde_readme(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for seed in (0, 1, 2):
         pde_run(runs, "mini_pde", seed=seed, data="burgers", mse=0.01 + 0.001 * seed)
@@ -182,10 +181,10 @@ def test_mini_pde_readme(tmp_path: Path, render: ModuleType) -> None:
     pde_run(runs, "mini_pde_heads", seed=0, data="burgers", mse=0.02, kiti=True,
             collision={"collision_heads": 128})  # fmt: skip
     out = tmp_path / "out"
-    render.main(["mini-pde", "--runs", str(runs), "--out", str(out)])
+    render("mini-pde", runs, out)
     text = (out / "README.md").read_text()
     assert "Sum of the\nruns' wall times: 7 min" in text
-    reductions = _table_rows(text, "Error reduction by KITINet")
+    reductions = table_rows(text, "Error reduction by KITINet")
     assert reductions["Burgers' Equ."][1] == "18.3 ± 1.7 (n=3)"
     sweep = _rows_by_first(text, "### Fig. 2(a), CPU scale: collision_heads on Burgers")
     assert sweep["32"][0] == "0.0090 ± 0.0010 (n=3)" and sweep["128"][0] == "0.02 ± — (n=1)"
@@ -194,7 +193,7 @@ def test_mini_pde_readme(tmp_path: Path, render: ModuleType) -> None:
     assert "(n=4)" not in text.split("## collision_heads sweep")[0]
 
 
-def test_table4_airfoil_cell_is_the_logged_momentum_rmse(tmp_path: Path, render: ModuleType):
+def test_table4_airfoil_cell_is_the_logged_momentum_rmse(tmp_path: Path):
     """Airfoil's cell is the logged test_rmse (physical momentum RMSE), not sqrt(test_mse)."""
     runs = tmp_path / "runs"
     for seed, rmse in enumerate([16.0, 18.0]):
@@ -203,7 +202,7 @@ def test_table4_airfoil_cell_is_the_logged_momentum_rmse(tmp_path: Path, render:
             runs, "kitinet_table4_airfoil_oformer", seed=seed, data="airfoil", mse=0.01, extra=extra
         )
     out = tmp_path / "out"
-    render.main(["kitinet-table4", "--runs", str(runs), "--out", str(out)])
+    render("kitinet-table4", runs, out)
     errors = _all_rows((out / "README.md").read_text(), "## Test error")
     row = next(r for r in errors if r[:2] == ["Airfoil*", "OFormer [22]"])
     assert row[2:5] == ["RMSE", "17.0 ± 1.4 (n=2)", "16.39461"]

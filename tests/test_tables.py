@@ -1,4 +1,5 @@
-"""Tests for experiments.tables and scripts/render.py on run directories written here."""
+"""Tests for experiments.reports (the table helpers and every renderer) and the scripts/render.py
+CLI, on run directories written here."""
 
 from __future__ import annotations
 
@@ -8,50 +9,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers import render, table_rows, write_run
 
+from experiments.core.errors import ConfigError
 from experiments.reports import common as tables
+from experiments.reports.runs import is_kitinet_run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
-
-
-def write_run(
-    root: Path,
-    name: str,
-    *,
-    seed: int,
-    summary: dict[str, Any],
-    activation: str = "tanh",
-    collision: str = "none",
-    model: str = "mlp",
-    weights: dict[str, torch.Tensor] | None = None,
-    extra_config: dict[str, Any] | None = None,
-) -> Path:
-    """A run directory in the runner's layout: config.yaml, summary.json, metrics.jsonl, weights."""
-    run = root / name
-    run.mkdir(parents=True)
-    config = {
-        "seed": seed,
-        "model": {"name": model, "activation": activation},
-        "collision": {"name": collision, "coll_coef": 0.5},
-        "trainer": {"watch": ["hidden"], "epochs": 3},
-        "paths": {"output_dir": str(run)},
-        **(extra_config or {}),
-    }
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    full_summary = {"seed": seed, "git_commit": "abc1234", "command": "python run.py", **summary}
-    (run / "summary.json").write_text(json.dumps(full_summary))
-    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "train_loss": 1.0}) + "\n")
-    if weights is not None:
-        torch.save(weights, run / "weights_final.pt")
-    return run
 
 
 # --------------------------------------------------------------------------- collector
@@ -241,12 +212,15 @@ def _ko_fixture(root: Path) -> None:
                 )
 
 
-def test_render_ko_fig2_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+def test_render_ko_fig2_end_to_end(tmp_path: Path) -> None:
     from kinetics.metrics import rho
 
     _ko_fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    assert render.main(["ko-fig2", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert render("ko-fig2", tmp_path / "runs", out) == [
+        out / "ko_fig2_grid.png",
+        out / "README.md",
+    ]
     png = (out / "ko_fig2_grid.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = (out / "README.md").read_text()
@@ -268,10 +242,13 @@ def test_render_ko_fig2_end_to_end(tmp_path: Path, render: ModuleType) -> None:
         assert lines[(activation, "+S.C.")].count("missing") >= 2
 
 
-def test_render_ko_fig4_uses_the_fig4_rows_and_claim(tmp_path: Path, render: ModuleType) -> None:
+def test_render_ko_fig4_uses_the_fig4_rows_and_claim(tmp_path: Path) -> None:
     _ko_fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    assert render.main(["ko-fig4", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert render("ko-fig4", tmp_path / "runs", out) == [
+        out / "ko_fig4_grid.png",
+        out / "README.md",
+    ]
     assert (out / "ko_fig4_grid.png").read_bytes().startswith(b"\x89PNG")
     text = (out / "README.md").read_text()
     assert "# KO Fig. 4" in text and "slow down the original condensation" in text
@@ -315,10 +292,10 @@ def _kitinet_fixture(root: Path) -> None:
             )
 
 
-def test_render_kitinet_fc_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+def test_render_kitinet_fc_end_to_end(tmp_path: Path) -> None:
     _kitinet_fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    render.main(["kitinet-fc", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    render("kitinet-fc", tmp_path / "runs", out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
     rows = [
@@ -342,13 +319,13 @@ def test_render_kitinet_fc_end_to_end(tmp_path: Path, render: ModuleType) -> Non
     assert "0 ±" not in text.split("## Final test loss")[0]
 
 
-def test_is_kitinet_run_rules(render: ModuleType) -> None:
+def test_is_kitinet_run_rules() -> None:
     run = pd.Series
-    assert render.is_kitinet_run(run({"collision.name": "kitinet", "model.name": "fc"}))
+    assert is_kitinet_run(run({"collision.name": "kitinet", "model.name": "fc"}))
     # The vanilla network of the experiment shares the model name: only the collision group counts.
-    assert not render.is_kitinet_run(run({"collision.name": "none", "model.name": "kitinet_fc"}))
-    assert not render.is_kitinet_run(run({"collision.name": "soft", "model.name": "kitinet_fc"}))
-    assert not render.is_kitinet_run(run({"model.name": "kitinet_fc"}))
+    assert not is_kitinet_run(run({"collision.name": "none", "model.name": "kitinet_fc"}))
+    assert not is_kitinet_run(run({"collision.name": "soft", "model.name": "kitinet_fc"}))
+    assert not is_kitinet_run(run({"model.name": "kitinet_fc"}))
 
 
 def test_cli_subprocess(tmp_path: Path) -> None:
@@ -362,20 +339,52 @@ def test_cli_subprocess(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "README.md").read_text().startswith("> **Provenance**")
 
 
-def test_cli_errors(tmp_path: Path, render: ModuleType) -> None:
+def test_renderer_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    args = ["ko-fig2", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path / "o2")]
     with pytest.raises(SystemExit, match="no run directories"):
-        render.main(args)
+        render("ko-fig2", tmp_path / "empty", tmp_path / "o2")
     assert not (tmp_path / "o2").exists()
-    with pytest.raises(SystemExit):
-        render.main(["table9", "--runs", str(tmp_path), "--out", str(tmp_path / "o3")])
+    with pytest.raises(ConfigError, match="registered reports: kitinet-fc"):
+        render("table9", tmp_path, tmp_path / "o3")
 
 
-def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path, render: ModuleType) -> None:
+def test_reports_register_every_cli_name_and_import_no_domain() -> None:
+    """REPORTS holds the Makefile's renderer names; experiments/reports imports no domain module
+    (it reads run directories only: no model is rebuilt)."""
+    import ast
+
+    import experiments.reports.all  # noqa: F401
+    from experiments.core.registry import REPORTS
+
+    makefile = (REPO / "Makefile").read_text()
+    used = {
+        line.split("render.py ")[1].split()[0]
+        for line in makefile.splitlines()
+        if "render.py " in line
+    }
+    assert used <= set(REPORTS.names())
+    assert "sweep" in REPORTS
+    domains = (
+        "experiments.vision",
+        "experiments.pde",
+        "experiments.synthetic",
+        "experiments.domains",
+    )
+    for path in sorted((REPO / "experiments" / "reports").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [n for n in names if n.startswith(domains)], (path.name, names)
+
+
+def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path) -> None:
     _kitinet_fixture(tmp_path / "runs")
     out = tmp_path / "out"
-    render.main(["sweep", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    render("sweep", tmp_path / "runs", out)
     text = (out / "README.md").read_text()
     assert "# Sweep over `collision.name`, `model.activation`" in text
     # relu + kitinet: test losses 0.9 and 1.9 -> mean 1.4, std 0.71 over 2 seeds
@@ -393,17 +402,6 @@ def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path, render: ModuleTyp
 # --------------------------------------------------------------------------- render: CIFAR tables
 
 
-def _table_rows(text: str, section: str) -> dict[str, list[str]]:
-    """``{first cell: cells}`` of the markdown table under the heading ``## {section}``."""
-    block = text.split(f"## {section}")[1].split("\n## ")[0]
-    rows = [
-        [c.strip() for c in line.strip().strip("|").split("|")]
-        for line in block.splitlines()
-        if line.startswith("|")
-    ]
-    return {row[0]: row[1:] for row in rows[2:]}
-
-
 def _cifar_run(
     root: Path,
     name: str,
@@ -419,7 +417,7 @@ def _cifar_run(
     return write_run(root, name, seed=seed, summary=summary, extra_config=config)
 
 
-def test_render_ko_table1_end_to_end(tmp_path: Path, render: ModuleType) -> None:
+def test_render_ko_table1_end_to_end(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     resnet18 = {"name": "cifar_resnet18", "base_width": 64}
     cells = [  # (collision, dataset, seed, test_top1 as the runner logs it: a fraction, rate)
@@ -437,44 +435,48 @@ def test_render_ko_table1_end_to_end(tmp_path: Path, render: ModuleType) -> None
             runs, name, seed=seed, model=resnet18, collision=coll, dataset=dataset, summary=summary
         )
     out = tmp_path / "out"
-    render.main(["ko-table1", "--runs", str(runs), "--out", str(out)])
+    render("ko-table1", runs, out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    acc = _table_rows(text, "Test accuracy (%)")
+    acc = table_rows(text, "Test accuracy (%)")
     # Every row of the paper's table, ours "missing" where no run exists (never 0).
     assert list(acc) == [f"ResNet{d}+{v}" for d in (18, 34, 50) for v in ("SGD", "S.C.", "H.C.")]
     assert acc["ResNet18+SGD"] == ["95.50 ± 0.71 (n=2)", "95.07 ± 0.18", "missing", "78.69 ± 0.38"]
     assert acc["ResNet18+S.C."][:2] == ["96.12 ± — (n=1)", "95.74 ± 0.05"]
     assert acc["ResNet18+H.C."] == ["missing", "95.58 ± 0.07", "71.0 ± 1.4 (n=2)", "78.83 ± 0.09"]
     assert acc["ResNet50+H.C."] == ["missing", "95.57 ± 0.05", "missing", "78.98 ± 0.18"]
-    rates = _table_rows(text, "Collision rate")
+    rates = table_rows(text, "Collision rate")
     assert rates["ResNet18+H.C."] == ["missing", "0.30 ± 0.14 (n=2)"]
     assert rates["ResNet18+SGD"][0] == "n/a (no collision)"
     assert rates["ResNet18+S.C."][0] == "n/a (soft collision selects no pairs)"
     assert "Warning" not in text
 
 
-def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) -> None:
-    from experiments.core.registry import MODELS
-    from experiments.vision.models import count_mflops
-
+def test_render_kitinet_table3_end_to_end(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    small = {"name": "cifar_resnet34", "base_width": 8, "kitinet_stages": [4]}  # fast to build
+    resnet34 = {"name": "cifar_resnet34", "base_width": 8, "kitinet_stages": [4]}
+    resnet50 = {"name": "cifar_resnet50", "base_width": 8, "kitinet_stages": [4]}
     vanilla = {"name": "none", "coll_coef": 0.0}
     kitinet = {
         "name": "kitinet",
         "coll_coef": 0.9,
-        "collision_heads": 8,  # D = 64 * 4 * 4 = 1024 -> 128 particles
+        "collision_heads": 8,
         "dt": 1.0,
         "position_update": True,
         "mean_free_path": 1.0,
+    }
+    # The cost keys the runner writes into summary.json (counted when the run starts; the
+    # renderer builds no model). The cells come from the first run of a row: CIFAR10, seed 0.
+    costs = {
+        "cifar10": {"num_params": 1000, "mflops": 36.61952, "mmacs_imagenet_stem": 1.432192},
+        "cifar100": {"num_params": 1090, "mflops": 36.63104, "mmacs_imagenet_stem": 1.437952},
     }
     for seed, top1 in enumerate([0.90, 0.92]):
         for dataset in ("cifar10", "cifar100"):
             summary = {"test_top1": top1 - (0.2 if dataset == "cifar100" else 0.0)}
             _cifar_run(
-                runs, f"v_{dataset}_{seed}", seed=seed, model=small, collision=vanilla,
-                dataset=dataset, summary=summary,
+                runs, f"v_{dataset}_{seed}", seed=seed, model=resnet34, collision=vanilla,
+                dataset=dataset, summary={**summary, **costs[dataset]},
             )  # fmt: skip
     kiti_rates = {
         "collision_rate.layer4.0.residual": 0.1,
@@ -482,41 +484,43 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
         "collision_rate.layer4.2.residual": None,  # a site that logged nothing does not count
     }
     _cifar_run(
-        runs, "k_cifar10_0", seed=0, model=small, collision=kitinet, dataset="cifar10",
-        summary={"test_top1": 0.93, **kiti_rates},
+        runs, "k_cifar10_0", seed=0, model=resnet34, collision=kitinet, dataset="cifar10",
+        summary={"test_top1": 0.93, **kiti_rates, **costs["cifar10"], "mflops_train": 38.5856},
+    )  # fmt: skip
+    # ResNet-50: a vanilla run from before the runner wrote cost keys, a KITI run without the
+    # train-mode count: their cells say "missing", never 0.
+    _cifar_run(
+        runs, "v50_cifar10_0", seed=0, model=resnet50, collision=vanilla, dataset="cifar10",
+        summary={"test_top1": 0.91},
+    )  # fmt: skip
+    _cifar_run(
+        runs, "k50_cifar10_0", seed=0, model=resnet50, collision=kitinet, dataset="cifar10",
+        summary={"test_top1": 0.92, "mflops": 40.948736, "mmacs_imagenet_stem": 1.56928},
     )  # fmt: skip
     out = tmp_path / "out"
-    render.main(["kitinet-table3", "--runs", str(runs), "--out", str(out)])
+    render("kitinet-table3", runs, out)
     text = (out / "README.md").read_text()
     assert text.startswith("> **Provenance**")
-    acc = _table_rows(text, "Test accuracy (%) and cost")
+    acc = table_rows(text, "Test accuracy (%) and cost")
     expected_rows = [
         f"{prefix}ResNet-{d}{suffix}"
         for d in (34, 50, 101, 152)
         for prefix, suffix in (("", " [15]"), ("Dit-", " [24]"), ("KITI-", ""))
     ]
     assert list(acc) == expected_rows
-    # The cost columns, recomputed here from the same config (eval, batch 1, 3x32x32).
-    torch.manual_seed(0)
-    flops = count_mflops(MODELS.create("cifar_resnet34", base_width=8, num_classes=10), (3, 32, 32))
-    imagenet = MODELS.create("cifar_resnet34", base_width=8, num_classes=10, stem="imagenet")
-    macs = count_mflops(imagenet, (3, 32, 32)) / 2
     assert acc["ResNet-34 [15]"] == [
         "91.0 ± 1.4 (n=2)",
         "94.48",
         "71.0 ± 1.4 (n=2)",
         "77.97 ± 0.12",
         "73.5",
-        tables.format_number(macs, 4),
-        tables.format_number(flops, 5),
+        "1.432",  # ImageNet-stem MMACs to 4 digits, our FLOPs to 5
+        "36.62",
     ]
     kiti = acc["KITI-ResNet-34"]
-    assert kiti[:5] == ["93 ± — (n=1)", "95.04", "missing", "78.67 ± 0.10", "73.6"]
-    assert kiti[5] == tables.format_number(macs, 4)
-    # In eval KITINet is the plain addition (same FLOPs); a training forward adds the collisions.
-    eval_part, train_part = kiti[6].split(" (train: ")
-    assert eval_part == tables.format_number(flops, 5)
-    assert float(train_part.rstrip(")")) > flops
+    assert kiti == ["93 ± — (n=1)", "95.04", "missing", "78.67 ± 0.10", "73.6", "1.432", "36.62 (train: 38.586)"]  # fmt: skip
+    assert acc["ResNet-50 [15]"][5:] == ["missing", "missing"]
+    assert acc["KITI-ResNet-50"][5:] == ["1.569", "40.949"]
     assert acc["Dit-ResNet-34 [24]"] == [
         "not built", "94.45", "not built", "78.14 ± 0.07", "73.5", "not built", "not built",
     ]  # fmt: skip
@@ -524,7 +528,7 @@ def test_render_kitinet_table3_end_to_end(tmp_path: Path, render: ModuleType) ->
         acc["KITI-ResNet-152"]
         == ["missing", "95.67", "missing", "79.48 ± 0.03", "236.8"] + ["missing"] * 2
     )
-    rates = _table_rows(text, "Collision rate")
+    rates = table_rows(text, "Collision rate")
     assert rates["KITI-ResNet-34"] == ["0.2 ± — (n=1)", "missing"]
     assert rates["ResNet-34 [15]"] == ["n/a (no collision)", "n/a (no collision)"]
     assert "ImageNet stem" in text and "Warning" not in text
@@ -539,9 +543,7 @@ def _write_history(run: Path, times: list[float], peaks: list[float], top1: list
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def test_render_ko_table45_and_fig3_from_the_table1_runs(
-    tmp_path: Path, render: ModuleType
-) -> None:
+def test_render_ko_table45_and_fig3_from_the_table1_runs(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     resnet18 = {"name": "cifar_resnet18", "base_width": 64}
     cells = [  # (collision, dataset, seed, epoch times, peak MBs)
@@ -563,9 +565,9 @@ def test_render_ko_table45_and_fig3_from_the_table1_runs(
         )
         _write_history(run, times, peaks, [0.5, 0.9])
     out = tmp_path / "out"
-    render.main(["ko-table45", "--runs", str(runs), "--out", str(out)])
+    render("ko-table45", runs, out)
     text = (out / "README.md").read_text()
-    t4 = _table_rows(text, "KO Table 4: CIFAR10")
+    t4 = table_rows(text, "KO Table 4: CIFAR10")
     assert list(t4)[:3] == ["Vanilla Resnet18", "Resnet18+S.C.", "Resnet18+H.C."]
     # time = sum of epoch times (20, 20 -> 20 ± 0); memory = max over epochs (1000, 1000)
     assert t4["Vanilla Resnet18"] == [
@@ -579,17 +581,17 @@ def test_render_ko_table45_and_fig3_from_the_table1_runs(
     assert t4["Resnet18+H.C."][:2] == ["25 ± — (n=1)", "x1.250"]
     assert t4["Resnet18+H.C."][3] == f"x{8784 / 5523:.3f}"  # the paper's ratio
     assert t4["Resnet18+S.C."][:2] == ["missing", "missing"]
-    t5 = _table_rows(text, "KO Table 5: CIFAR100")
+    t5 = table_rows(text, "KO Table 5: CIFAR100")
     assert t5["Resnet18+S.C"][0] == "10 ± — (n=1)"
     assert t5["Resnet18+S.C"][1] == "missing"  # no vanilla run to compare with
     assert t5["Resnet50+S.C"][5] == "5176"
 
-    render.main(["ko-fig3", "--runs", str(runs), "--out", str(out)])
+    render("ko-fig3", runs, out)
     assert (out / "ko_fig3.png").stat().st_size > 10_000
     assert "max_cos.fc" in (out / "FIG3.md").read_text()
 
 
-def test_render_kitinet_table7_resnet_conv_rho(tmp_path: Path, render: ModuleType) -> None:
+def test_render_kitinet_table7_resnet_conv_rho(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     model = {"name": "cifar_resnet18", "base_width": 64}
     for seed, (base, kiti) in enumerate([(0.20, 0.24), (0.22, 0.26)]):
@@ -607,7 +609,7 @@ def test_render_kitinet_table7_resnet_conv_rho(tmp_path: Path, render: ModuleTyp
                 summary=summary,
             )
     out = tmp_path / "out"
-    render.main(["kitinet-table7-resnet", "--runs", str(runs), "--out", str(out)])
+    render("kitinet-table7-resnet", runs, out)
     text = (out / "README.md").read_text()
     rows = {
         line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]

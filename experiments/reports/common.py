@@ -1,6 +1,6 @@
 """Tables from run directories: collect, aggregate over seeds, and set beside the papers' numbers.
 
-The pipeline every renderer in ``scripts/render.py`` reuses:
+The pipeline every renderer of :mod:`experiments.reports` reuses:
 
 1. :func:`collect_runs` walks a directory for run directories (``summary.json`` + ``config.yaml``,
    as written by the runner; never W&B) and returns one DataFrame row per run: the resolved config
