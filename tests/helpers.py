@@ -24,7 +24,12 @@ from experiments.engine.callbacks import Callback, LoopState
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO / "configs"
-MEASURED = ("epoch_time", "peak_memory_mb", "throughput")  # machine measurements, not results
+MEASURED = (
+    "epoch_time",
+    "interval_time",
+    "peak_memory_mb",
+    "throughput",
+)  # machine measurements, not results
 
 
 def compose_cfg(*overrides: str, hydra_config: bool = False) -> DictConfig:

@@ -86,3 +86,38 @@ def test_synthetic_model_on_image_data_is_refused(tmp_path: Path, cifar_root: Pa
         run_inprocess(
             tmp_path / "run", "dataset=cifar10", *_cifar(cifar_root), "trainer.batch_size=8"
         )
+
+
+def test_kitinet_size_that_cannot_work_fails_before_anything_is_written(
+    tmp_path: Path, cifar_root: Path
+) -> None:
+    """Issue 8's bug: image data never checked the model, so this failed mid-run after writing
+    config.yaml and metrics.jsonl."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"collision_heads=7 does not divide"):
+        run_inprocess(
+            run_dir,
+            "model=resnet18",
+            "collision=kitinet",
+            "collision.collision_heads=7",
+            *_cifar(cifar_root),
+            *TINY,
+        )
+    assert not run_dir.exists()
+
+
+def test_summary_holds_the_model_cost(tmp_path: Path, cifar_root: Path) -> None:
+    import json
+
+    run_inprocess(
+        tmp_path / "run",
+        "model=resnet18",
+        "collision=kitinet",
+        "collision.collision_heads=8",
+        *_cifar(cifar_root),
+        *TINY,
+    )
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["num_params"] > 0
+    assert summary["mflops_train"] > summary["mflops"] > 0  # the collisions' matrix products
+    assert 0 < summary["mmacs_imagenet_stem"] < summary["mflops"] / 2  # a 4x smaller map

@@ -168,171 +168,252 @@ def fit(
         forward_module: what forward passes go through (a DDP wrapper of ``model``); its
             ``no_sync()`` skips the gradient all-reduce of all but the last accumulated batch.
     """
-    t = trainer
-    t.check()
+    trainer.check()
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval={scheduler_interval!r} is not 'epoch' or 'step'")
-    if t.precision == "fp16" and device.type != "cuda":
+    if trainer.precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision='fp16' needs a CUDA device (got {device}); use bf16 or fp32")
-    if (t.checkpoint_every or resume) and run_dir is None:
+    if (trainer.checkpoint_every or resume) and run_dir is None:
         raise ValueError("checkpoints need a run_dir")
-    scaler = torch.amp.GradScaler(device.type) if t.precision == "fp16" else None
-    forward_module = forward_module or model
-    state = LoopState(model, optimizer, device)
-    stateful = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
-    steps_per_epoch = _steps_per_epoch(train_data, t.grad_accum_steps)
-    total_steps = t.max_steps or (t.epochs * steps_per_epoch if steps_per_epoch else None)
-    result, start = FitResult(), time.perf_counter()
+    loop = _Loop(
+        model,
+        optimizer,
+        task,
+        train_data,
+        test_data,
+        trainer,
+        device,
+        scheduler,
+        scheduler_interval,
+        list(callbacks),
+        run_dir,
+        logger,
+        main_process,
+        forward_module or model,
+    )
+    return loop.run(resume)
 
-    def lr() -> float:
-        return float(optimizer.param_groups[0]["lr"])
 
-    def emit(record: Record) -> None:
-        for callback in callbacks:
-            callback.on_record(state, record)
-        result.history.append(record)
-        if writer is not None:
-            writer.write(record)
-        if logger is not None:
-            logger.log_metrics(record, step=state.step if t.unit == "step" else state.epoch)
+class _Loop:
+    """The state and the steps of one :func:`fit` call (read :meth:`run` first)."""
 
-    def make_record(interval: _Interval, evaluated: bool, initial: bool = False) -> None:
-        record: Record = {"epoch": state.epoch, "step": state.step}
-        record["train_loss"] = None if initial else interval.train_loss()
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Any,
+        task: Task,
+        train_data: Iterable[Any],
+        test_data: Iterable[Any],
+        trainer: TrainerConfig,
+        device: torch.device,
+        scheduler: Any | None,
+        scheduler_interval: str,
+        callbacks: list[Callback],
+        run_dir: Path | None,
+        logger: RunLogger | None,
+        main_process: bool,
+        forward_module: nn.Module,
+    ) -> None:
+        self.model, self.optimizer, self.task = model, optimizer, task
+        self.train_data, self.test_data, self.t = train_data, test_data, trainer
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
+        self.callbacks, self.logger, self.main_process = callbacks, logger, main_process
+        self.forward_module, self.device = forward_module, device
+        self.scaler = torch.amp.GradScaler(device.type) if trainer.precision == "fp16" else None
+        self.state = LoopState(model, optimizer, device)
+        self.path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+        self.metrics_path = Path(run_dir) / "metrics.jsonl" if run_dir is not None else None
+        self.batches_per_epoch = _steps_per_epoch(train_data, 1)
+        steps_per_epoch = _steps_per_epoch(train_data, trainer.grad_accum_steps)
+        self.total_steps = trainer.max_steps or (
+            trainer.epochs * steps_per_epoch if steps_per_epoch else None
+        )
+        self.result = FitResult()
+        self.writer: MetricsWriter | None = None
+        self.interval = _Interval(self.lr())
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, resume: bool) -> FitResult:
+        """Resume or record the initial model, then train epoch by epoch until the budget."""
+        start = time.perf_counter()
+        checkpoint = self.resume() if resume else None
+        if self.metrics_path is not None and self.main_process:
+            self.writer = MetricsWriter(self.metrics_path, initial=self.result.history)
+        if checkpoint is None:
+            self.start_interval()
+            self.make_record(evaluated=True, initial=True)
+        progress = progress_enabled(self.t.progress)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            desc="steps",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        with logging_redirect_tqdm() if progress else contextlib.nullcontext(), bar:
+            while not _done(self.state, self.t):
+                self.train_epoch(checkpoint, bar)
+                checkpoint = None
+        self.result.final = self.result.history[-1] if self.result.history else {}
+        self.result.wall_time = time.perf_counter() - start
+        return self.result
+
+    def train_epoch(self, checkpoint: dict[str, Any] | None, bar: Any) -> None:
+        """One pass over the training data (or what remains of it after ``checkpoint``)."""
+        state, t = self.state, self.t
+        if checkpoint is None:
+            data_state = _data_state(self.train_data)
+            if t.unit == "epoch":
+                self.start_interval()
+        else:  # the epoch the checkpoint was made in, from its start, minus what it consumed
+            data_state = checkpoint["data"]
+            if data_state is not None:
+                self.train_data.load_state_dict(data_state)  # type: ignore[attr-defined]
+        batches = iter(self.train_data)
+        if checkpoint is not None:
+            _skip(batches, state.batch)
+            restore_generators(checkpoint, self.model)  # after the skip's random draws
+        self.model.train()
+        for group in _groups(batches, t.grad_accum_steps):
+            self.interval.add(*self.train_step(group))
+            bar.update(1)
+            if t.unit == "step" and _due(state.step, t, self.total_steps):
+                self.make_record(evaluated=_eval_due(state.step, t, self.total_steps))
+                if _checkpoint_due(state.step, t, self.total_steps):
+                    self.save(data_state)
+                self.start_interval()
+                self.model.train()
+            if state.step == self.total_steps:
+                break
+        if state.batch == 0:
+            raise ValueError("the training iterable yielded no batch")
+        finished = state.step != self.total_steps or _epoch_exhausted(self.train_data, state.batch)
+        if finished:
+            state.epoch += 1
+            state.batch = 0
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                self.scheduler.step()
+        if t.unit == "epoch":
+            last = _done(state, t)
+            self.make_record(evaluated=last or state.epoch % t.eval_every == 0)
+            if t.checkpoint_every and (last or state.epoch % t.checkpoint_every == 0):
+                self.save(_data_state(self.train_data) if finished else data_state)
+        bar.set_postfix(epoch=state.epoch, train=_fmt(self.result.history[-1]["train_loss"]))
+
+    def train_step(self, group: list[Any]) -> tuple[Tensor, int]:
+        """One optimizer step over ``group``, then the per-step schedule and callbacks."""
+        loss_sum, units = _train_step(
+            group,
+            self.forward_module,
+            self.optimizer,
+            self.task,
+            self.t,
+            self.state,
+            self.scaler,
+            self.callbacks,
+        )
+        self.state.step += 1
+        self.state.batch += len(group)
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+        for callback in self.callbacks:
+            callback.on_step_end(self.state)
+        return loss_sum, units
+
+    # ------------------------------------------------------------------ records
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def start_interval(self) -> None:
+        for callback in self.callbacks:
+            callback.on_interval_start(self.state)
+        self.interval = _Interval(self.lr())
+
+    def make_record(self, evaluated: bool, initial: bool = False) -> None:
+        """Write the record of the interval that ends now (and log a line when due)."""
+        state, t = self.state, self.t
+        epoch: float = state.epoch
+        if t.unit == "step" and self.batches_per_epoch:  # how far into the data, as HF logs it
+            epoch = state.epoch + state.batch / self.batches_per_epoch
+        record: Record = {"epoch": epoch, "step": state.step}
+        record["train_loss"] = None if initial else self.interval.train_loss()
         if evaluated:
             record.update(
                 evaluate(
-                    forward_module,
-                    test_data,
-                    task,
-                    device,
+                    self.forward_module,
+                    self.test_data,
+                    self.task,
+                    self.device,
                     precision=t.precision,
                     channels_last=t.channels_last,
                 )
             )
         else:
             record["test_loss"] = None
-            record.update({f"test_{name}": None for name in task.metric_fns})
-        record["lr"] = interval.lr
+            record.update({f"test_{name}": None for name in self.task.metric_fns})
+        record["lr"] = self.interval.lr
         time_key = "epoch_time" if t.unit == "epoch" else "interval_time"
-        record[time_key] = None if initial else time.perf_counter() - interval.start
+        record[time_key] = None if initial else time.perf_counter() - self.interval.start
         state.initial = initial
-        emit(record)
+        for callback in self.callbacks:
+            callback.on_record(state, record)
         state.initial = False
+        self.result.history.append(record)
+        if self.writer is not None:
+            self.writer.write(record)
+        if self.logger is not None:
+            self.logger.log_metrics(record, step=state.step if t.unit == "step" else state.epoch)
         count = state.epoch if t.unit == "epoch" else state.step
-        total = (t.epochs if t.unit == "epoch" and not t.max_steps else total_steps) or "?"
+        total = (t.epochs if t.unit == "epoch" and not t.max_steps else self.total_steps) or "?"
         if not initial and (t.unit == "step" or count % t.log_every == 0 or _done(state, t)):
             _log_line(record, count, t.unit, total)
 
-    def checkpoint(interval: _Interval, data_state: Any) -> None:
-        if not main_process or path is None:
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, data_state: Any) -> None:
+        """Checkpoint after a record: the next interval starts empty."""
+        if not self.main_process or self.path is None:
             return
         contents = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "batch": state.batch,
-            "model": model.state_dict(),
-            **{k: (v.state_dict() if v is not None else None) for k, v in stateful.items()},
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "batch": self.state.batch,
+            "model": self.model.state_dict(),
+            **{k: (v.state_dict() if v is not None else None) for k, v in self.stateful().items()},
             "data": data_state,
-            "interval": interval.state_dict(),
-            "callbacks": [c.state_dict() for c in callbacks],
-            "logger_run_id": logger.run_id if logger is not None else None,
-            "history": result.history,
+            "interval": _Interval(self.lr()).state_dict(),
+            "callbacks": [c.state_dict() for c in self.callbacks],
+            "logger_run_id": self.logger.run_id if self.logger is not None else None,
+            "history": self.result.history,
         }
-        save_checkpoint(path, contents, model)
+        save_checkpoint(self.path, contents, self.model)
 
-    checkpoint_contents = None
-    if resume and path is not None and path.exists():
-        checkpoint_contents = load_checkpoint(path)
-        _restore(checkpoint_contents, model, stateful, callbacks, state)
-        result.history = list(checkpoint_contents["history"])
-        log.info("resumed from %s at epoch %d, step %d", path, state.epoch, state.step)
-    elif resume:
-        log.info("resume requested but %s does not exist: starting fresh", path)
-    writer = (
-        MetricsWriter(run_dir / "metrics.jsonl", initial=result.history)
-        if run_dir is not None and main_process
-        else None
-    )
+    def stateful(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
 
-    interval = _Interval(lr())
-    if checkpoint_contents is None:
-        for callback in callbacks:
-            callback.on_interval_start(state)
-        make_record(interval, evaluated=True, initial=True)
-    else:
-        interval = _Interval.from_state(checkpoint_contents["interval"], device)
-
-    progress = progress_enabled(t.progress)
-    bar = tqdm(
-        total=total_steps,
-        initial=state.step,
-        desc="steps",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    with logging_redirect_tqdm() if progress else contextlib.nullcontext(), bar:
-        while not _done(state, t):
-            if checkpoint_contents is None:  # a new epoch
-                data_state = _data_state(train_data)
-                if t.unit == "epoch":
-                    for callback in callbacks:
-                        callback.on_interval_start(state)
-                    interval = _Interval(lr())
-            else:  # the epoch the checkpoint was made in, from its start, minus what it consumed
-                data_state = checkpoint_contents["data"]
-                if data_state is not None:
-                    train_data.load_state_dict(data_state)  # type: ignore[attr-defined]
-            batches = iter(train_data)
-            if checkpoint_contents is not None:
-                _skip(batches, state.batch)
-                restore_generators(checkpoint_contents, model)  # after the skip's random draws
-                checkpoint_contents = None
-            model.train()
-            for group in _groups(batches, t.grad_accum_steps):
-                interval.add(
-                    *_train_step(
-                        group, forward_module, optimizer, task, t, state, scaler, callbacks
-                    )
-                )
-                state.step += 1
-                state.batch += len(group)
-                if scheduler is not None and scheduler_interval == "step":
-                    scheduler.step()
-                for callback in callbacks:
-                    callback.on_step_end(state)
-                bar.update(1)
-                if t.unit == "step" and _due(state.step, t, total_steps):
-                    make_record(interval, evaluated=_eval_due(state.step, t, total_steps))
-                    if _checkpoint_due(state.step, t, total_steps):
-                        checkpoint(_Interval(lr()), data_state)
-                    for callback in callbacks:
-                        callback.on_interval_start(state)
-                    interval = _Interval(lr())
-                    model.train()
-                if state.step == total_steps:
-                    break
-            if state.batch == 0:
-                raise ValueError("the training iterable yielded no batch")
-            finished_epoch = state.step != total_steps or _epoch_exhausted(train_data, state.batch)
-            if finished_epoch:
-                state.epoch += 1
-                state.batch = 0
-                if scheduler is not None and scheduler_interval == "epoch":
-                    scheduler.step()
-            if t.unit == "epoch":
-                last = _done(state, t)
-                make_record(interval, evaluated=last or state.epoch % t.eval_every == 0)
-                if t.checkpoint_every and (last or state.epoch % t.checkpoint_every == 0):
-                    checkpoint(
-                        _Interval(lr()), _data_state(train_data) if finished_epoch else data_state
-                    )
-            bar.set_postfix(epoch=state.epoch, train=_fmt(result.history[-1]["train_loss"]))
-
-    result.final = result.history[-1] if result.history else {}
-    result.wall_time = time.perf_counter() - start
-    return result
+    def resume(self) -> dict[str, Any] | None:
+        """Load the checkpoint if there is one; the RNG states are restored by
+        :meth:`train_epoch`, after it has skipped the batches the checkpoint consumed."""
+        if self.path is None or not self.path.exists():
+            log.info("resume requested but %s does not exist: starting fresh", self.path)
+            return None
+        checkpoint = load_checkpoint(self.path)
+        self.model.load_state_dict(checkpoint["model"])
+        for key, obj in self.stateful().items():
+            if obj is not None and checkpoint.get(key) is not None:
+                obj.load_state_dict(checkpoint[key])
+        for callback, saved in zip(self.callbacks, checkpoint["callbacks"], strict=False):
+            callback.load_state_dict(saved)
+        state = self.state
+        state.epoch, state.step, state.batch = (
+            int(checkpoint[k]) for k in ("epoch", "step", "batch")
+        )
+        self.result.history = list(checkpoint["history"])
+        self.interval = _Interval.from_state(checkpoint["interval"], self.device)
+        log.info("resumed from %s at epoch %d, step %d", self.path, state.epoch, state.step)
+        return checkpoint
 
 
 def _train_step(
@@ -376,22 +457,6 @@ def _train_step(
         scaler.step(optimizer)  # skips step and collision when a gradient is inf/nan
         scaler.update()
     return loss_sum, total
-
-
-def _restore(
-    checkpoint: dict[str, Any],
-    model: nn.Module,
-    stateful: dict[str, Any],
-    callbacks: Sequence[Callback],
-    state: LoopState,
-) -> None:
-    model.load_state_dict(checkpoint["model"])
-    for key, obj in stateful.items():
-        if obj is not None and checkpoint.get(key) is not None:
-            obj.load_state_dict(checkpoint[key])
-    for callback, saved in zip(callbacks, checkpoint["callbacks"], strict=False):
-        callback.load_state_dict(saved)
-    state.epoch, state.step, state.batch = (int(checkpoint[k]) for k in ("epoch", "step", "batch"))
 
 
 def _groups(batches: Iterator[Any], size: int) -> Iterator[list[Any]]:
