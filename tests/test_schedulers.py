@@ -1,4 +1,4 @@
-"""experiments.schedulers: timm's schedules behind fit()'s step() protocol, and their validation."""
+"""experiments.engine.schedulers: timm's schedules behind fit()'s step() protocol, and their validation."""
 
 from __future__ import annotations
 

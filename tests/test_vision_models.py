@@ -276,7 +276,7 @@ def test_timm_builder_offline() -> None:
 
 
 def test_timm_models_and_data_do_not_import_wandb() -> None:
-    """timm imports wandb when it can; our timm imports hide it (experiments/_timm.py)."""
+    """timm imports wandb when it can; our timm imports hide it (experiments/core/timm.py)."""
     import subprocess
     import sys
 

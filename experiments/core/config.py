@@ -152,7 +152,7 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    """``scheduler``: learning-rate schedule from timm's factory (:mod:`experiments.schedulers`).
+    """``scheduler``: learning-rate schedule from timm's factory (:mod:`experiments.engine.schedulers`).
 
     Updated once per epoch or after every optimizer update (``interval``), with an optional linear
     warm-up from ``warmup_lr`` to the optimizer's lr over the first ``warmup_epochs``.
@@ -223,7 +223,7 @@ class SchedulerConfig:
 
 @dataclass
 class TrainerConfig:
-    """``trainer``: the shared training loop (:func:`experiments.train.fit`)."""
+    """``trainer``: the shared training loop (:func:`experiments.engine.loop.fit`)."""
 
     epochs: int = 100
     """Budget in epochs (unless ``max_steps`` is set)."""

@@ -1,4 +1,4 @@
-"""Learning-rate schedules from timm's factory, driven the way :func:`experiments.train.fit` drives
+"""Learning-rate schedules from timm's factory, driven the way :func:`experiments.engine.loop.fit` drives
 them: one argument-free ``step()`` per epoch or per optimizer update.
 
 :func:`create_schedule` builds ``none`` / ``cosine`` / ``multistep`` (each with an optional linear
@@ -135,7 +135,7 @@ def create_schedule(
         ticks = steps_per_epoch
     else:
         ticks = 1
-    import_timm("timm.scheduler")  # the first timm import hides wandb (experiments/_timm.py)
+    import_timm("timm.scheduler")  # the first timm import hides wandb (experiments/core/timm.py)
     from timm.scheduler import create_scheduler_v2
 
     common: dict[str, Any] = {

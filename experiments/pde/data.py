@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from experiments.core.errors import ConfigError
+from experiments.core.errors import ConfigError, MissingDataError
 from experiments.core.loaders import TensorBatches
 from experiments.core.metrics import mse, relative_l2, rmse
 from experiments.core.registry import DATASETS, MODELS
@@ -68,7 +68,7 @@ _DEFAULT_T_FINAL = 20
 MetricFn = Callable[[Tensor, Tensor], Tensor]
 
 
-class MissingPDEDataError(FileNotFoundError):
+class MissingPDEDataError(MissingDataError):
     """A PDE data file is absent or too small; the message gives the command that writes it."""
 
 

@@ -1,6 +1,6 @@
 """Vision data sets of both papers (SPEC §3-4): CIFAR-10/100, Fashion-MNIST and ImageNet-1K.
 
-Importing this module registers four builders in :mod:`experiments.data`'s registry:
+Importing this module registers four builders in :data:`experiments.core.registry.DATASETS`:
 
 * ``cifar10`` / ``cifar100``: torchvision's CIFAR readers over the python-pickle batches
   (``<root>/cifar-10-batches-py/`` / ``<root>/cifar-100-python/``), downloaded when ``download``
@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler, Subset
 from torch.utils.data._utils.collate import default_collate
 
-from experiments.core.errors import ConfigError
+from experiments.core.errors import ConfigError, MissingDataError
 from experiments.core.metrics import accuracy_metrics
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import TaskDefaults
@@ -90,11 +90,6 @@ FETCH_FASHION_MNIST = "scripts/fetch_fashion_mnist.sh"
 MetricFn = Callable[[Tensor, Tensor], Tensor]
 
 
-class MissingDataError(FileNotFoundError):
-    """A data set's files are absent (and could not be downloaded); the message says what to put
-    where."""
-
-
 # --------------------------------------------------------------------------- losses and metrics
 
 
@@ -117,7 +112,7 @@ class ClassificationLoss(nn.Module):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1)")
-        import_timm("timm.loss")  # the first timm import hides wandb (experiments/_timm.py)
+        import_timm("timm.loss")  # the first timm import hides wandb (experiments/core/timm.py)
         from timm.loss import BinaryCrossEntropy, SoftTargetCrossEntropy
 
         self.label_smoothing = label_smoothing
@@ -745,6 +740,28 @@ def _class_dirs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
+def _imagenet_splits(root: Path) -> tuple[Path, Path]:
+    """``root/train`` and ``root/val`` (or ``validation``), checked to hold the same classes."""
+    train_dir = _split_dir(root, ("train",))
+    val_dir = _split_dir(root, ("val", "validation"))
+    if train_dir is None or val_dir is None:
+        absent = [n for n, d in (("train/", train_dir), ("val/", val_dir)) if d is None]
+        raise MissingDataError(
+            f"ImageNet not found under dataset.root={root}: no {' or '.join(absent)} folder. "
+            "Expected an ImageFolder tree root/train/<class>/<image>.JPEG and "
+            "root/val/<class>/<image>.JPEG with the same class folders (the validation images "
+            "sorted into class folders, e.g. with the valprep.sh script)."
+        )
+    train_classes, val_classes = _class_dirs(train_dir), _class_dirs(val_dir)
+    if train_classes != val_classes:
+        diff = sorted(set(train_classes) ^ set(val_classes))
+        raise ConfigError(
+            f"{train_dir} and {val_dir} have different class folders (e.g. {diff[:5]}): the "
+            "label indices would not match"
+        )
+    return train_dir, val_dir
+
+
 @DATASETS.register
 def imagenet(
     root: str = "data/imagenet",
@@ -791,7 +808,7 @@ def imagenet(
     "rand-m9-mstd0.5-inc1"``, ``mixup_alpha=0.8``, ``cutmix_alpha=1.0``, ``label_smoothing=0.1``,
     ``re_prob=0.25``.
     """
-    import_timm("timm.data")  # the first timm import hides wandb (experiments/_timm.py)
+    import_timm("timm.data")  # the first timm import hides wandb (experiments/core/timm.py)
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
     from timm.data import create_dataset as timm_dataset
 
@@ -801,23 +818,7 @@ def imagenet(
         if value < 0:
             raise ConfigError(f"dataset.{key}={value} must be >= 0")
     root_path = Path(root).expanduser()
-    train_dir = _split_dir(root_path, ("train",))
-    val_dir = _split_dir(root_path, ("val", "validation"))
-    if train_dir is None or val_dir is None:
-        absent = [n for n, d in (("train/", train_dir), ("val/", val_dir)) if d is None]
-        raise MissingDataError(
-            f"ImageNet not found under dataset.root={root_path}: no {' or '.join(absent)} folder. "
-            "Expected an ImageFolder tree root/train/<class>/<image>.JPEG and "
-            "root/val/<class>/<image>.JPEG with the same class folders (the validation images "
-            "sorted into class folders, e.g. with the valprep.sh script)."
-        )
-    train_classes, val_classes = _class_dirs(train_dir), _class_dirs(val_dir)
-    if train_classes != val_classes:
-        diff = sorted(set(train_classes) ^ set(val_classes))
-        raise ConfigError(
-            f"{train_dir} and {val_dir} have different class folders (e.g. {diff[:5]}): the "
-            "label indices would not match"
-        )
+    train_dir, val_dir = _imagenet_splits(root_path)
     # timm indexes classes by sorted folder name; passing train's map to val pins it anyway.
     train = timm_dataset("", root=str(root_path), split=train_dir.name)
     class_map = dict(train.reader.class_to_idx)
