@@ -10,7 +10,7 @@ import torch
 from helpers import CONFIG_DIR
 from hydra import compose, initialize_config_dir
 
-from experiments.core.config import validate
+from experiments.core.config import SchedulerConfig, validate
 from experiments.core.errors import ConfigError
 from experiments.engine.schedulers import TimmSchedule, create_schedule
 
@@ -31,7 +31,7 @@ def _lrs(schedule: TimmSchedule, ticks: int) -> list[float]:
 
 def test_cosine_per_epoch_equals_torch_cosine_annealing() -> None:
     """KO Table 1: the lr of every epoch is CosineAnnealingLR's, up to rounding."""
-    ours = create_schedule(_optimizer(), "cosine", epochs=200, eta_min=1e-4)
+    ours = create_schedule(_optimizer(), SchedulerConfig("cosine", eta_min=1e-4), epochs=200)
     base = _optimizer()
     torch_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(base, T_max=200, eta_min=1e-4)
     expected = []
@@ -45,7 +45,7 @@ def test_cosine_per_epoch_equals_torch_cosine_annealing() -> None:
 
 
 def test_cosine_t_max_longer_than_the_run() -> None:
-    got = _lrs(create_schedule(_optimizer(), "cosine", epochs=5, t_max=10), 5)
+    got = _lrs(create_schedule(_optimizer(), SchedulerConfig("cosine", t_max=10), epochs=5), 5)
     assert got == pytest.approx([0.05 * (1 + math.cos(math.pi * e / 10)) for e in range(5)])
 
 
@@ -53,14 +53,8 @@ def test_cosine_t_max_longer_than_the_run() -> None:
 def test_multistep_decays_after_each_milestone_epoch(steps_per_epoch: int) -> None:
     """KITINet Table 3: x0.1 after epochs 80 and 120 (torch's MultiStepLR), per epoch or per step."""
     interval = "epoch" if steps_per_epoch == 1 else "step"
-    schedule = create_schedule(
-        _optimizer(),
-        "multistep",
-        epochs=160,
-        milestones=[80, 120],
-        interval=interval,
-        steps_per_epoch=steps_per_epoch,
-    )
+    config = SchedulerConfig("multistep", interval=interval, milestones=[80, 120])
+    schedule = create_schedule(_optimizer(), config, epochs=160, steps_per_epoch=steps_per_epoch)
     got = _lrs(schedule, 160 * steps_per_epoch)
     epoch_of_tick = [t // steps_per_epoch + 1 for t in range(len(got))]  # 1-based epochs
     expected = [0.1 * 0.1 ** ((e > 80) + (e > 120)) for e in epoch_of_tick]
@@ -80,16 +74,16 @@ def test_multistep_decays_after_each_milestone_epoch(steps_per_epoch: int) -> No
 def test_warmup_then_cosine_per_step(prefix: bool) -> None:
     """The ImageNet recipes: linear warm-up from warmup_lr, then cosine to eta_min, per update."""
     epochs, warmup, steps, lr, start, floor = 6, 2, 5, 0.4, 0.01, 1e-3
-    schedule = create_schedule(
-        _optimizer(lr, groups=2),
+    config = SchedulerConfig(
         "cosine",
-        epochs=epochs,
         interval="step",
-        steps_per_epoch=steps,
         eta_min=floor,
         warmup_epochs=warmup,
         warmup_lr=start,
         warmup_prefix=prefix,
+    )
+    schedule = create_schedule(
+        _optimizer(lr, groups=2), config, epochs=epochs, steps_per_epoch=steps
     )
     total, w = epochs * steps, warmup * steps
     got = _lrs(schedule, total + 1)
@@ -106,27 +100,22 @@ def test_warmup_then_cosine_per_step(prefix: bool) -> None:
 
 
 def test_none_is_no_schedule_or_a_warmup_to_a_constant() -> None:
-    assert create_schedule(_optimizer(), "none", epochs=5) is None
-    schedule = create_schedule(_optimizer(), "none", epochs=5, warmup_epochs=2, warmup_lr=0.0)
+    assert create_schedule(_optimizer(), SchedulerConfig("none"), epochs=5) is None
+    schedule = create_schedule(
+        _optimizer(), SchedulerConfig("none", warmup_epochs=2, warmup_lr=0.0), epochs=5
+    )
     assert _lrs(schedule, 5) == pytest.approx([0.0, 0.05, 0.1, 0.1, 0.1])
 
 
 def test_step_interval_needs_the_number_of_updates() -> None:
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        create_schedule(_optimizer(), "cosine", epochs=5, interval="step")
+        create_schedule(_optimizer(), SchedulerConfig("cosine", interval="step"), epochs=5)
 
 
 def test_state_dict_round_trip_through_a_weights_only_checkpoint() -> None:
     def make() -> TimmSchedule:
-        return create_schedule(
-            _optimizer(0.4),
-            "cosine",
-            epochs=4,
-            interval="step",
-            steps_per_epoch=3,
-            warmup_epochs=1,
-            warmup_lr=0.0,
-        )
+        config = SchedulerConfig("cosine", interval="step", warmup_epochs=1, warmup_lr=0.0)
+        return create_schedule(_optimizer(0.4), config, epochs=4, steps_per_epoch=3)
 
     whole = make()
     expected = _lrs(whole, 12)

@@ -25,12 +25,11 @@ see ``timm.scheduler.MultiStepLRScheduler``) cannot express.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from experiments.core.config import SCHEDULER_INTERVALS, RunConfig
+from experiments.core.config import SCHEDULER_INTERVALS, RunConfig, SchedulerConfig
 from experiments.core.timm import import_timm
 
 __all__ = ["TimmSchedule", "build_scheduler", "cosine_epochs", "create_schedule"]
@@ -85,42 +84,29 @@ def cosine_epochs(epochs: int, t_max: int | None, warmup_epochs: int, warmup_pre
 
 def create_schedule(
     optimizer: torch.optim.Optimizer,
-    name: str,
+    config: SchedulerConfig,
     *,
     epochs: int,
-    interval: str = "epoch",
     steps_per_epoch: int | None = None,
-    t_max: int | None = None,
-    eta_min: float = 0.0,
-    milestones: Sequence[int] = (),
-    gamma: float = 0.1,
-    warmup_epochs: int = 0,
-    warmup_steps: int = 0,
-    warmup_lr: float = 0.0,
-    warmup_prefix: bool = False,
     total_steps: int | None = None,
 ) -> TimmSchedule | None:
-    """The schedule ``name`` on ``optimizer`` (its current lr is the peak), or None for a constant lr.
+    """The schedule ``config`` describes on ``optimizer`` (its current lr is the peak), or None
+    for a constant lr without warm-up.
 
     Args:
-        name: ``none`` (constant; after a warm-up when ``warmup_epochs > 0``), ``cosine`` or
-            ``multistep``.
-        epochs: the run's epochs (cosine default length).
-        interval: ``epoch`` or ``step``: what one ``step()`` of the returned schedule means.
+        config: the ``scheduler`` section (:class:`~experiments.core.config.SchedulerConfig`:
+            name, interval, cosine length ``t_max`` and floor ``eta_min``, multistep
+            ``milestones`` / ``gamma``, warm-up in epochs and/or steps from ``warmup_lr``,
+            ``warmup_prefix``). Timm's lr at tick ``t < W`` of a warm-up of ``W`` ticks is
+            ``warmup_lr + t (lr - warmup_lr) / W``.
+        epochs: the run's epochs (the default cosine length).
         steps_per_epoch: optimizer updates per epoch; required with ``interval="step"``.
-        t_max: cosine length in epochs; None: ``epochs`` (minus the warm-up if ``warmup_prefix``).
-            After it the lr stays at ``eta_min``.
-        eta_min: the cosine's final lr (timm's ``min_lr``).
-        milestones: multistep: epochs after which the lr is multiplied by ``gamma``.
-        warmup_epochs: epochs of linear warm-up from ``warmup_lr`` towards the optimizer's lr
-            (timm: the lr at tick ``t < W`` is ``warmup_lr + t (lr - warmup_lr) / W``).
-        warmup_steps: optimizer updates of warm-up added to ``warmup_epochs`` (``interval="step"``).
-        warmup_prefix: timm's ``warmup_prefix``: False lays the warm-up over the start of the
-            schedule (the cosine is evaluated from 0 and the warm-up replaces its first epochs);
-            True starts the schedule (cosine, milestones) after the warm-up.
         total_steps: the run's length in optimizer updates when its budget is in steps
             (``interval="step"``): the default cosine length instead of ``epochs``.
     """
+    name, interval, t_max = config.name, config.interval, config.t_max
+    warmup_epochs, warmup_steps = config.warmup_epochs, config.warmup_steps
+    warmup_lr, warmup_prefix = config.warmup_lr, config.warmup_prefix
     if interval not in SCHEDULER_INTERVALS:
         raise ValueError(f"interval={interval!r} is not one of {SCHEDULER_INTERVALS}")
     if warmup_epochs < 0 or not warmup_lr >= 0:
@@ -151,7 +137,7 @@ def create_schedule(
             length = cosine_epochs(epochs, t_max, warmup_epochs, warmup_prefix) * ticks
             length -= warmup_steps if warmup_prefix else 0
         scheduler, _ = create_scheduler_v2(
-            optimizer, "cosine", num_epochs=length, min_lr=eta_min, **common
+            optimizer, "cosine", num_epochs=length, min_lr=config.eta_min, **common
         )
     elif name == "multistep":
         # timm applies milestone m from tick m - 1 on; torch's MultiStepLR (and "x0.1 after epoch
@@ -159,8 +145,8 @@ def create_schedule(
         scheduler, _ = create_scheduler_v2(
             optimizer,
             "multistep",
-            decay_milestones=[m * ticks + 1 for m in milestones],
-            decay_rate=gamma,
+            decay_milestones=[m * ticks + 1 for m in config.milestones],
+            decay_rate=config.gamma,
             **common,
         )
     elif name == "none":
@@ -173,29 +159,15 @@ def create_schedule(
 def build_scheduler(
     rc: RunConfig, base: torch.optim.Optimizer, steps_per_epoch: int | None = None
 ) -> TimmSchedule | None:
-    """The lr schedule on the base optimizer (whose param groups KO shares), or None.
+    """The run's lr schedule on the base optimizer (whose param groups KO shares), or None.
 
     ``steps_per_epoch`` (optimizer updates per epoch per process: batches / grad_accum_steps) is
     needed when ``scheduler.interval=step``.
     """
-    s = rc.scheduler
-    if s.name == "none" and s.warmup_epochs == 0 and s.warmup_steps == 0:
-        return None  # constant lr; timm is not even imported
-    if s.interval == "step" and steps_per_epoch is None:
-        raise ValueError("scheduler.interval=step needs steps_per_epoch (batches per epoch)")
     return create_schedule(
         base,
-        s.name,
+        rc.scheduler,
         epochs=rc.trainer.epochs,
-        interval=s.interval,
         steps_per_epoch=steps_per_epoch,
-        t_max=s.t_max,
-        eta_min=s.eta_min,
-        milestones=s.milestones,
-        gamma=s.gamma,
-        warmup_epochs=s.warmup_epochs,
-        warmup_steps=s.warmup_steps,
-        warmup_lr=s.warmup_lr,
-        warmup_prefix=s.warmup_prefix,
         total_steps=rc.trainer.max_steps,
     )
