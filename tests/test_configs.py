@@ -20,14 +20,26 @@ from experiments.engine.schedulers import build_scheduler
 from experiments.pde.models import check_resolution
 from experiments.runner import build_model, select_watch
 
-# Groups whose options are tested one by one (hydra/ configures Hydra itself, experiment/ below).
+# Groups whose options are tested one by one, recipe/ included (hydra/ configures Hydra itself,
+# experiment/ below).
 GROUPS = sorted(
     d.name for d in CONFIG_DIR.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
 )
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(f.stem for f in (CONFIG_DIR / "experiment").glob("*.yaml"))
-# Options that only make sense together with another choice.
-COMPANIONS = {("collision", "kitinet"): ["model=kitinet_fc"]}
+RECIPES = sorted(f.stem for f in (CONFIG_DIR / "recipe").glob("*.yaml"))
+# Options that only make sense together with another choice (a recipe: with a model it is for).
+COMPANIONS = {
+    ("collision", "kitinet"): ["model=kitinet_fc"],
+    ("recipe", "cifar_sgd_cosine"): ["model=resnet18"],
+    ("recipe", "cifar_sgd_multistep"): ["model=resnet18"],
+    ("recipe", "cifar_adam"): ["model=resnet18_fc_head"],
+    ("recipe", "rsb_a2"): ["model=timm_resnet50"],
+    ("recipe", "convnext_adamw"): ["model=convnext_tiny"],
+    ("recipe", "fno_adam"): ["model=fno1d"],
+    ("recipe", "oformer_adamw"): ["model=oformer"],
+    ("recipe", "mini_fno_burgers"): ["model=fno1d"],
+}
 
 
 def build_all(cfg: DictConfig) -> None:
@@ -72,6 +84,7 @@ def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
 
 def test_there_is_something_to_test() -> None:
     assert {"model", "dataset", "collision", "optimizer", "scheduler", "trainer"} <= set(GROUPS)
+    assert {"recipe"} <= set(GROUPS) and {"cifar_sgd_cosine", "fno_adam"} <= set(RECIPES)
     assert {"ko_fig2", "kitinet_fc", "kitinet_skip"} <= set(EXPERIMENTS)
 
 
