@@ -1,6 +1,7 @@
 """Every config option and experiment composes and validates; bad values give the promised errors.
 
-Options and experiments are enumerated from the YAML files, so a new file is tested automatically.
+Options, recipes and experiments are enumerated from the YAML files, so a new file is tested
+automatically.
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ GROUPS = sorted(
     d.name for d in CONFIG_DIR.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
 )
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
-EXPERIMENTS = sorted(f.stem for f in (CONFIG_DIR / "experiment").glob("*.yaml"))
 RECIPES = sorted(f.stem for f in (CONFIG_DIR / "recipe").glob("*.yaml"))
+# Experiments live in one folder per paper (experiment/ko/fig2.yaml: experiment=ko/fig2).
+EXPERIMENT_DIR = CONFIG_DIR / "experiment"
+EXPERIMENT_GROUPS = ("ko", "kitinet", "mini")
+EXPERIMENTS = sorted(
+    f.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for f in EXPERIMENT_DIR.rglob("*.yaml")
+)
 # Options that only make sense together with another choice (a recipe: with a model it is for).
 COMPANIONS = {
     ("collision", "kitinet"): ["model=kitinet_fc"],
@@ -85,7 +91,7 @@ def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
 def test_there_is_something_to_test() -> None:
     assert {"model", "dataset", "collision", "optimizer", "scheduler", "trainer"} <= set(GROUPS)
     assert {"recipe"} <= set(GROUPS) and {"cifar_sgd_cosine", "fno_adam"} <= set(RECIPES)
-    assert {"ko_fig2", "kitinet_fc", "kitinet_skip"} <= set(EXPERIMENTS)
+    assert {"ko/fig2", "kitinet/fc", "kitinet/skip", "mini/pde"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -123,9 +129,22 @@ def _sweep_points(cfg: DictConfig) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_is_named_after_its_file(experiment: str) -> None:
+    """experiment=<group>/<stem> runs as <group>_<stem>: the names results and renderers use."""
+    group, _, stem = experiment.partition("/")
+    assert group in EXPERIMENT_GROUPS and stem and "/" not in stem, experiment
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert validate(cfg).experiment_name == f"{group}_{stem}"
+
+
+def test_a_run_without_an_experiment_is_named_default() -> None:
+    assert validate(compose_cfg()).experiment_name == "default"
+    assert validate(compose_cfg("recipe=cifar_sgd_cosine")).experiment_name == "default"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_and_sweep_point_composes(experiment: str) -> None:
     cfg = compose_cfg(f"experiment={experiment}", hydra_config=True)
-    assert cfg.experiment_name == experiment
     points = _sweep_points(cfg)
     assert points, f"experiment {experiment} defines no hydra.sweeper.params"
     for point in points:
@@ -133,7 +152,7 @@ def test_every_experiment_and_sweep_point_composes(experiment: str) -> None:
 
 
 def test_ko_fig2_sweeps_the_whole_figure() -> None:
-    cfg = compose_cfg("experiment=ko_fig2", hydra_config=True)
+    cfg = compose_cfg("experiment=ko/fig2", hydra_config=True)
     points = _sweep_points(cfg)
     assert len(points) == 15
     assert ["model.activation=xtanh", "collision=hard"] in points
