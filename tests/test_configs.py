@@ -134,12 +134,23 @@ def test_every_experiment_is_named_after_its_file(experiment: str) -> None:
     group, _, stem = experiment.partition("/")
     assert group in EXPERIMENT_GROUPS and stem and "/" not in stem, experiment
     cfg = compose_cfg(f"experiment={experiment}")
+    assert cfg.experiment_name is None  # the file does not name itself
     assert validate(cfg).experiment_name == f"{group}_{stem}"
 
 
 def test_a_run_without_an_experiment_is_named_default() -> None:
     assert validate(compose_cfg()).experiment_name == "default"
     assert validate(compose_cfg("recipe=cifar_sgd_cosine")).experiment_name == "default"
+
+
+def test_every_recipe_is_used_by_an_experiment() -> None:
+    used = {
+        line.split(":", 1)[1].strip()
+        for f in EXPERIMENT_DIR.rglob("*.yaml")
+        for line in f.read_text().splitlines()
+        if line.strip().startswith("- override /recipe:")
+    }
+    assert used == set(RECIPES)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
