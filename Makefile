@@ -57,45 +57,49 @@ bench: $(STAMP)  ## speed and memory benchmarks -> results/bench/
 	$(PY) scripts/bench.py --out results/bench
 
 figure-ko-fig2: $(STAMP)  ## KO Fig. 2: activations x {none, soft, hard}, 3 seeds, heat-map grid -> results/ko_fig2/
-	$(PY) run.py --multirun experiment=ko_fig2 seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig2
+	$(PY) run.py --multirun experiment=ko/fig2 seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig2
 	$(PY) scripts/render.py ko-fig2 --runs multirun/ko_fig2 --out results/ko_fig2
 
 table-kitinet-fc: $(STAMP)  ## KITINet §5.7 FC net: test-loss change vs the paper, 3 seeds -> results/kitinet_fc/
-	$(PY) run.py --multirun experiment=kitinet_fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc
+	$(PY) run.py --multirun experiment=kitinet/fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc
 	$(PY) scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
 
 table-kitinet-skip: $(STAMP)  ## KITINet §5.7 6-layer skip net: KITINet in the last 0/1/2 blocks, 3 seeds -> results/kitinet_skip/
-	$(PY) run.py --multirun experiment=kitinet_skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip
+	$(PY) run.py --multirun experiment=kitinet/skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip
 	$(PY) scripts/render.py sweep --runs multirun/kitinet_skip --out results/kitinet_skip
 
 mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, small ResNet-18, SGD / +S.C. / +H.C. / KITI, 3 seeds -> results/mini_vision/
 	bash scripts/fetch_fashion_mnist.sh
-	$(PY) run.py --multirun experiment=mini_vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision
+	$(PY) run.py --multirun experiment=mini/vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision
 	$(PY) scripts/render.py sweep --runs multirun/mini_vision --out results/mini_vision
 
 # --- KO Table 1 / KITINet Table 3 (GPU-scale: 200 / 160 epochs of CIFAR ResNets; not for this machine).
-# One experiment file per table row, each sweeping dataset=cifar10,cifar100; one sweep dir per row
-# (Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders what exists
-# ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
+# One experiment file per table row (configs/experiment/<paper>/<row>.yaml), each sweeping
+# dataset=cifar10,cifar100; one sweep dir per row, named as the row's runs (experiment=ko/table1_x
+# -> ko_table1_x; Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders
+# what exists ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
 RENDER_ONLY ?= 0
 HYDRA_ARGS ?=
-KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko_table1_resnet$(m)_$(v)))
-KITINET_TABLE3_ROWS := $(foreach m,34 50 101 152,$(foreach v,vanilla kiti,kitinet_table3_resnet$(m)_$(v)))
+KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko/table1_resnet$(m)_$(v)))
+KITINET_TABLE3_ROWS := $(foreach m,34 50 101 152,$(foreach v,vanilla kiti,kitinet/table3_resnet$(m)_$(v)))
+# $(call run_rows,<experiments>,<dir>): one multirun per experiment into multirun/<dir>/<its name>
+# (the experiment path with "/" -> "_", as the runs are named).
+define run_rows
+	set -e; for row in $(1); do \
+	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/$(2)/$${row//\//_} $(HYDRA_ARGS); \
+	done
+endef
 
 table-ko-1: $(STAMP)  ## KO Table 1: CIFAR-10/100 x ResNet18/34/50 x {SGD, S.C., H.C.}, GPU-scale (RENDER_ONLY=1: render only) -> results/ko_table1/
 ifneq ($(RENDER_ONLY),1)
-	set -e; for row in $(KO_TABLE1_ROWS); do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_table1/$$row $(HYDRA_ARGS); \
-	done
+	$(call run_rows,$(KO_TABLE1_ROWS),ko_table1)
 endif
 	$(PY) scripts/render.py ko-table1 --runs multirun/ko_table1 --out results/ko_table1
 	$(PY) scripts/render.py ko-fig3 --runs multirun/ko_table1 --out results/ko_table1
 
 figure-ko-fig4: $(STAMP)  ## KO Fig. 4: ResNet18 + 1024-1024-10 FC head, tanh / xTanh x {Adam, S.C., H.C.}, GPU-scale (RENDER_ONLY=1: render only) -> results/ko_fig4/
 ifneq ($(RENDER_ONLY),1)
-	set -e; for row in ko_fig4_tanh ko_fig4_xtanh; do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig4/$$row $(HYDRA_ARGS); \
-	done
+	$(call run_rows,ko/fig4_tanh ko/fig4_xtanh,ko_fig4)
 endif
 	$(PY) scripts/render.py ko-fig4 --runs multirun/ko_fig4 --out results/ko_fig4
 
@@ -107,17 +111,13 @@ endif
 
 table-kitinet-3: $(STAMP)  ## KITINet Table 3: CIFAR-10/100 x ResNet-34/50/101/152 x {vanilla, KITI} + MFLOPs, GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table3/
 ifneq ($(RENDER_ONLY),1)
-	set -e; for row in $(KITINET_TABLE3_ROWS); do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_table3/$$row $(HYDRA_ARGS); \
-	done
+	$(call run_rows,$(KITINET_TABLE3_ROWS),kitinet_table3)
 endif
 	$(PY) scripts/render.py kitinet-table3 --runs multirun/kitinet_table3 --out results/kitinet_table3
 
 table-kitinet-7-resnet: $(STAMP)  ## KITINet §5.7: rho of every ResNet18 conv layer, vanilla vs KITI, CIFAR-100, GPU-scale (RENDER_ONLY=1: render only) -> results/kitinet_table7_resnet/
 ifneq ($(RENDER_ONLY),1)
-	set -e; for row in kitinet_table7_resnet18_vanilla kitinet_table7_resnet18_kiti; do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_table7_resnet/$$row $(HYDRA_ARGS); \
-	done
+	$(call run_rows,kitinet/table7_resnet18_vanilla kitinet/table7_resnet18_kiti,kitinet_table7_resnet)
 endif
 	$(PY) scripts/render.py kitinet-table7-resnet --runs multirun/kitinet_table7_resnet --out results/kitinet_table7_resnet
 
@@ -127,21 +127,19 @@ endif
 # (add HYDRA_ARGS=resume=auto to continue killed runs); without NPROC each row is a Hydra
 # multirun (one process per job, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm"). The data: an ImageFolder
 # tree in $$KINETICS_DATA_DIR/imagenet (or data/imagenet), see configs/dataset/imagenet.yaml.
-KO_TABLE2_ROWS := ko_table2_resnet50_lamb ko_table2_resnet50_sc ko_table2_resnet50_hc \
-	$(foreach m,tiny small,$(foreach v,adamw sc hc,ko_table2_convnext_$(m)_$(v)))
+KO_TABLE2_ROWS := ko/table2_resnet50_lamb ko/table2_resnet50_sc ko/table2_resnet50_hc \
+	$(foreach m,tiny small,$(foreach v,adamw sc hc,ko/table2_convnext_$(m)_$(v)))
 NPROC ?=
 comma := ,
 
 table-ko-2: $(STAMP)  ## KO Table 2: ImageNet-1K, ResNet50+LAMB / ConvNeXt-T/S+AdamW x {-, S.C., H.C.}, GPU-scale (NPROC=8: torchrun; RENDER_ONLY=1: render only) -> results/ko_table2/
 ifneq ($(RENDER_ONLY),1)
 ifeq ($(NPROC),)
-	set -e; for row in $(KO_TABLE2_ROWS); do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/ko_table2/$$row $(HYDRA_ARGS); \
-	done
+	$(call run_rows,$(KO_TABLE2_ROWS),ko_table2)
 else
 	set -e; for row in $(KO_TABLE2_ROWS); do for seed in $(subst $(comma), ,$(SEEDS)); do \
 	  $(VENV)/bin/torchrun --nproc_per_node=$(NPROC) run.py experiment=$$row seed=$$seed \
-	    hydra.run.dir=multirun/ko_table2/$$row/seed$$seed $(HYDRA_ARGS); \
+	    hydra.run.dir=multirun/ko_table2/$${row//\//_}/seed$$seed $(HYDRA_ARGS); \
 	done; done
 endif
 endif
@@ -150,19 +148,15 @@ endif
 # --- KITINet PDE: Tables 4, 6, 7 and Fig. 2 / Fig. 6 (GPU-scale: 1000 epochs of FNO; mini-pde is the
 # CPU-scale one). Every row runs into multirun/kitinet_pde/<row> and each renderer picks its rows there:
 # Table 6's "update" rows are Table 4's KITI rows, Fig. 2's dashed baselines Table 4's FNO rows, so run
-# table-kitinet-4 first. Rows are the experiment files (new kitinet_table4_* files join automatically).
+# table-kitinet-4 first. Rows are the experiment files (new kitinet/table4_* files join automatically).
 # A killed row continues with HYDRA_ARGS=resume=auto (same SEEDS: jobs are numbered in sweep order).
 PDE_DATA := $(if $(KINETICS_DATA_DIR),$(KINETICS_DATA_DIR),data)/pde
 PDE_DEVICE ?= cpu
-pde_rows = $(sort $(basename $(notdir $(wildcard configs/experiment/$(1).yaml))))
-KITINET_TABLE4_ROWS = $(call pde_rows,kitinet_table4_*)
-KITINET_TABLE6_ROWS = $(call pde_rows,kitinet_table6_*)
-KITINET_FIG2_ROWS = $(call pde_rows,kitinet_fig2*)
-define run_pde_rows
-	set -e; for row in $(1); do \
-	  $(PY) run.py --multirun experiment=$$row seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_pde/$$row $(HYDRA_ARGS); \
-	done
-endef
+pde_rows = $(sort $(patsubst configs/experiment/%.yaml,%,$(wildcard configs/experiment/kitinet/$(1).yaml)))
+KITINET_TABLE4_ROWS = $(call pde_rows,table4_*)
+KITINET_TABLE6_ROWS = $(call pde_rows,table6_*)
+KITINET_FIG2_ROWS = $(call pde_rows,fig2*)
+run_pde_rows = $(call run_rows,$(1),kitinet_pde)
 
 pde-data: $(STAMP)  ## generate the missing paper-sized PDE data sets: Burgers ~2 min, Heat <1 min, NS ~5 h on 2 CPU cores (PDE_DEVICE=cuda on a GPU) -> data/pde/
 	test -f $(PDE_DATA)/burgers.json || $(PY) scripts/generate_pde.py burgers --n 1100 --resolutions 1024 --out $(PDE_DATA)/burgers.pt
@@ -186,7 +180,7 @@ endif
 table-kitinet-7: $(STAMP)  ## KITINet Table 7: rho per FNO layer on NS, FNO vs KITI-FNO, GPU-scale (RENDER_ONLY=1) -> results/kitinet_table7/
 ifneq ($(RENDER_ONLY),1)
 	$(MAKE) -o $(STAMP) pde-data
-	$(call run_pde_rows,kitinet_table7_ns)
+	$(call run_pde_rows,kitinet/table7_ns)
 endif
 	$(PY) scripts/render.py kitinet-table7 --runs multirun/kitinet_pde --out results/kitinet_table7
 
@@ -200,8 +194,8 @@ endif
 mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~25 min here (RENDER_ONLY=1) -> results/mini_pde/
 ifneq ($(RENDER_ONLY),1)
 	test -f $(PDE_DATA)/burgers_256.json || $(PY) scripts/generate_pde.py burgers --n 600 --resolutions 256 --threads 1 --out $(PDE_DATA)/burgers_256.pt
-	$(PY) run.py --multirun experiment=mini_pde seed=$(SEEDS) hydra.sweep.dir=multirun/mini_pde/mini_pde $(HYDRA_ARGS)
-	$(PY) run.py --multirun experiment=mini_pde_heads seed=0 hydra.sweep.dir=multirun/mini_pde/mini_pde_heads $(HYDRA_ARGS)
+	$(PY) run.py --multirun experiment=mini/pde seed=$(SEEDS) hydra.sweep.dir=multirun/mini_pde/mini_pde $(HYDRA_ARGS)
+	$(PY) run.py --multirun experiment=mini/pde_heads seed=0 hydra.sweep.dir=multirun/mini_pde/mini_pde_heads $(HYDRA_ARGS)
 endif
 	$(PY) scripts/render.py mini-pde --runs multirun/mini_pde --out results/mini_pde
 

@@ -2,7 +2,7 @@
 
     python run.py                                    # KO Fig. 2 setting, soft collision
     python run.py collision=hard model.activation=xtanh
-    python run.py -m experiment=ko_fig2 seed=0,1,2   # the whole figure
+    python run.py -m experiment=ko/fig2 seed=0,1,2   # the whole figure
     python run.py --cfg job                          # print the composed config
 
 Each job writes metrics.jsonl, summary.json, config.yaml, weights_final.pt and heat maps to its

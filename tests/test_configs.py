@@ -1,6 +1,7 @@
 """Every config option and experiment composes and validates; bad values give the promised errors.
 
-Options and experiments are enumerated from the YAML files, so a new file is tested automatically.
+Options, recipes and experiments are enumerated from the YAML files, so a new file is tested
+automatically.
 """
 
 from __future__ import annotations
@@ -20,14 +21,31 @@ from experiments.engine.schedulers import build_scheduler
 from experiments.pde.models import check_resolution
 from experiments.runner import build_model, select_watch
 
-# Groups whose options are tested one by one (hydra/ configures Hydra itself, experiment/ below).
+# Groups whose options are tested one by one, recipe/ included (hydra/ configures Hydra itself,
+# experiment/ below).
 GROUPS = sorted(
     d.name for d in CONFIG_DIR.iterdir() if d.is_dir() and d.name not in ("hydra", "experiment")
 )
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]
-EXPERIMENTS = sorted(f.stem for f in (CONFIG_DIR / "experiment").glob("*.yaml"))
-# Options that only make sense together with another choice.
-COMPANIONS = {("collision", "kitinet"): ["model=kitinet_fc"]}
+RECIPES = sorted(f.stem for f in (CONFIG_DIR / "recipe").glob("*.yaml"))
+# Experiments live in one folder per paper (experiment/ko/fig2.yaml: experiment=ko/fig2).
+EXPERIMENT_DIR = CONFIG_DIR / "experiment"
+EXPERIMENT_GROUPS = ("ko", "kitinet", "mini")
+EXPERIMENTS = sorted(
+    f.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for f in EXPERIMENT_DIR.rglob("*.yaml")
+)
+# Options that only make sense together with another choice (a recipe: with a model it is for).
+COMPANIONS = {
+    ("collision", "kitinet"): ["model=kitinet_fc"],
+    ("recipe", "cifar_sgd_cosine"): ["model=resnet18"],
+    ("recipe", "cifar_sgd_multistep"): ["model=resnet18"],
+    ("recipe", "cifar_adam"): ["model=resnet18_fc_head"],
+    ("recipe", "rsb_a2"): ["model=timm_resnet50"],
+    ("recipe", "convnext_adamw"): ["model=convnext_tiny"],
+    ("recipe", "fno_adam"): ["model=fno1d"],
+    ("recipe", "oformer_adamw"): ["model=oformer"],
+    ("recipe", "mini_fno_burgers"): ["model=fno1d"],
+}
 
 
 def build_all(cfg: DictConfig) -> None:
@@ -72,7 +90,8 @@ def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
 
 def test_there_is_something_to_test() -> None:
     assert {"model", "dataset", "collision", "optimizer", "scheduler", "trainer"} <= set(GROUPS)
-    assert {"ko_fig2", "kitinet_fc", "kitinet_skip"} <= set(EXPERIMENTS)
+    assert {"recipe"} <= set(GROUPS) and {"cifar_sgd_cosine", "fno_adam"} <= set(RECIPES)
+    assert {"ko/fig2", "kitinet/fc", "kitinet/skip", "mini/pde"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
@@ -110,9 +129,33 @@ def _sweep_points(cfg: DictConfig) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_is_named_after_its_file(experiment: str) -> None:
+    """experiment=<group>/<stem> runs as <group>_<stem>: the names results and renderers use."""
+    group, _, stem = experiment.partition("/")
+    assert group in EXPERIMENT_GROUPS and stem and "/" not in stem, experiment
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert cfg.experiment_name is None  # the file does not name itself
+    assert validate(cfg).experiment_name == f"{group}_{stem}"
+
+
+def test_a_run_without_an_experiment_is_named_default() -> None:
+    assert validate(compose_cfg()).experiment_name == "default"
+    assert validate(compose_cfg("recipe=cifar_sgd_cosine")).experiment_name == "default"
+
+
+def test_every_recipe_is_used_by_an_experiment() -> None:
+    used = {
+        line.split(":", 1)[1].strip()
+        for f in EXPERIMENT_DIR.rglob("*.yaml")
+        for line in f.read_text().splitlines()
+        if line.strip().startswith("- override /recipe:")
+    }
+    assert used == set(RECIPES)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_and_sweep_point_composes(experiment: str) -> None:
     cfg = compose_cfg(f"experiment={experiment}", hydra_config=True)
-    assert cfg.experiment_name == experiment
     points = _sweep_points(cfg)
     assert points, f"experiment {experiment} defines no hydra.sweeper.params"
     for point in points:
@@ -120,7 +163,7 @@ def test_every_experiment_and_sweep_point_composes(experiment: str) -> None:
 
 
 def test_ko_fig2_sweeps_the_whole_figure() -> None:
-    cfg = compose_cfg("experiment=ko_fig2", hydra_config=True)
+    cfg = compose_cfg("experiment=ko/fig2", hydra_config=True)
     points = _sweep_points(cfg)
     assert len(points) == 15
     assert ["model.activation=xtanh", "collision=hard"] in points

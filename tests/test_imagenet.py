@@ -19,7 +19,7 @@ CLASSES = tuple(f"n0{i:07d}" for i in range(6))  # 6 classes: top-5 is not trivi
 
 
 def test_ko_table2_row_trains_on_an_image_folder(tmp_path: Path) -> None:
-    """experiment=ko_table2_resnet50_hc (RSB: RandAugment, Mixup/CutMix, BCE, LAMB, warm-up +
+    """experiment=ko/table2_resnet50_hc (RSB: RandAugment, Mixup/CutMix, BCE, LAMB, warm-up +
     cosine per optimizer step, hard collision on `fc`) with timm's test_resnet on 32x32 JPEGs."""
     root = write_image_folder(tmp_path / "imagenet", CLASSES, n_train=4, n_val=2, size=(32, 32))
     run_dir = tmp_path / "run"
@@ -27,7 +27,7 @@ def test_ko_table2_row_trains_on_an_image_folder(tmp_path: Path) -> None:
     steps = len(CLASSES) * 4 // batch  # drop_last with Mixup: 3 updates per epoch
     run_inprocess(
         run_dir,
-        "experiment=ko_table2_resnet50_hc",
+        "experiment=ko/table2_resnet50_hc",
         "model.model_name=test_resnet",
         f"dataset.root={root}",
         "dataset.input_size=32",
