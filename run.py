@@ -16,6 +16,8 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
+import experiments.core.config  # noqa: F401  (the groups' schema options, the name resolver)
+
 # configs/hydra/launcher/submitit_slurm.yaml completes the plugin's config of the same name, so
 # Hydra validates it against the plugin's schema: wanted, but Hydra warns that this is deprecated.
 warnings.filterwarnings(

@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+import experiments.core.config  # noqa: F401  (registers the schema options Hydra composes)
 from experiments.engine.callbacks import Callback, LoopState
 
 REPO = Path(__file__).resolve().parents[1]

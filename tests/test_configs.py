@@ -6,6 +6,7 @@ automatically.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from helpers import CONFIG_DIR, compose_cfg
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.core.config import RunConfig, validate
+from experiments.core.config import SCHEMA_GROUPS, RunConfig, validate
 from experiments.core.errors import ConfigError
 from experiments.core.registry import MODELS
 from experiments.engine.optim import build_optimizer
@@ -134,7 +135,9 @@ def test_every_experiment_is_named_after_its_file(experiment: str) -> None:
     group, _, stem = experiment.partition("/")
     assert group in EXPERIMENT_GROUPS and stem and "/" not in stem, experiment
     cfg = compose_cfg(f"experiment={experiment}")
-    assert cfg.experiment_name is None  # the file does not name itself
+    # the file does not name itself: the name is config.yaml's, derived from the file's path
+    assert OmegaConf.to_container(cfg)["experiment_name"] == "${kinetics.experiment_name:}"
+    assert cfg.experiment_name == f"{group}_{stem}"
     assert validate(cfg).experiment_name == f"{group}_{stem}"
 
 
@@ -270,3 +273,15 @@ def test_launcher_configs_compose_to_an_importable_launcher(launcher: str) -> No
     target = cfg.hydra.launcher._target_
     assert get_class(target).__name__.endswith("Launcher")
     assert cfg.hydra.launcher.timeout_min > 0 and cfg.hydra.launcher.partition is None
+
+
+@pytest.mark.parametrize("group", sorted(SCHEMA_GROUPS))
+def test_group_options_start_from_their_schema(group: str) -> None:
+    """Each default is written once (the dataclass); every option of the group has every key,
+    so any option can be set on the command line without '+'."""
+    fields = [f.name for f in dataclasses.fields(SCHEMA_GROUPS[group])]
+    for option in sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")):
+        cfg = compose_cfg(f"{group}={option}")
+        assert list(cfg[group]) == fields, option
+    cfg = compose_cfg("trainer.grad_accum_steps=4", "scheduler.warmup_steps=3")
+    assert cfg.trainer.grad_accum_steps == 4 and cfg.scheduler.warmup_steps == 3

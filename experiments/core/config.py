@@ -29,7 +29,6 @@ from typing import Any, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from experiments.core.blocks import check_activation
 from experiments.core.errors import ConfigError
 from experiments.core.registry import DATASETS, MODELS, Registry
 
@@ -49,6 +48,7 @@ __all__ = [
     "SchedulerConfig",
     "SpecConfig",
     "TrainerConfig",
+    "register_hydra",
     "supports_kitinet",
     "validate",
 ]
@@ -374,6 +374,33 @@ class RunConfig:
         return self.seed if self.collision.seed is None else self.collision.seed
 
 
+# --------------------------------------------------------------------------- Hydra
+
+# Each of these groups has a ``schema`` option built from its dataclass's defaults; the group's
+# YAML files start from it (``defaults: [schema, _self_]``) and hold only what differs, so every
+# default is written once, here, and every key exists for command-line overrides.
+SCHEMA_GROUPS: dict[str, type] = {}
+
+
+def _experiment_name() -> str:
+    """``${kinetics.experiment_name:}``: the chosen experiment file's path as a name
+    (``experiment=ko/fig2`` -> ``ko_fig2``), or ``default``."""
+    return _experiment_choice() or "default"
+
+
+def register_hydra() -> None:
+    """Register the ``schema`` option of each group and the ``kinetics.experiment_name``
+    resolver (idempotent). Called on import of this module, so that composing works wherever
+    the config schemas are known."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, schema in SCHEMA_GROUPS.items():
+        store.store(group=group, name="schema", node=dataclasses.asdict(schema()))
+    if not OmegaConf.has_resolver("kinetics.experiment_name"):
+        OmegaConf.register_new_resolver("kinetics.experiment_name", _experiment_name)
+
+
 # --------------------------------------------------------------------------- type checking
 
 
@@ -511,6 +538,8 @@ def _spec(
 def _model_spec(values: dict[str, Any]) -> SpecConfig:
     _pop_defaults("model", values, MODEL_DEFAULT_KEYS)
     if "activation" in values:
+        from experiments.core.blocks import check_activation  # torch: only when validating
+
         check_activation(values["activation"])
     return _spec("model", MODELS, values, ("kitinet",))
 
@@ -538,7 +567,7 @@ def validate(cfg: DictConfig) -> RunConfig:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
-    experiment_name = cfg.get("experiment_name") or _experiment_choice() or "default"
+    experiment_name = cfg.get("experiment_name") or _experiment_name()
     if not isinstance(experiment_name, str):
         raise ConfigError(f"experiment_name={experiment_name!r} must be a non-empty string")
 
@@ -607,3 +636,14 @@ def _check_schedule(s: SchedulerConfig, trainer: TrainerConfig, lr: float) -> No
             f"scheduler.warmup_lr={s.warmup_lr} is above optimizer.lr={lr}: a warm-up rises from "
             "warmup_lr to the learning rate; use warmup_lr <= lr (e.g. 0)"
         )
+
+
+SCHEMA_GROUPS.update(
+    {
+        "optimizer": OptimizerConfig,
+        "scheduler": SchedulerConfig,
+        "trainer": TrainerConfig,
+        "logger": LoggerConfig,
+    }
+)
+register_hydra()

@@ -258,7 +258,7 @@ def render_kitinet_table3(runs: Path, out: Path, command: str) -> list[Path]:
 Setting (SPEC §3): CIFAR ResNet-34/50/101/152, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128,
 lr x0.1 at epochs 80 and 120, 160 epochs, pad-4 random crop + flip; KITI-ResNet: KITINet replaces
 the residual additions of the last stage (each run's `collision.collision_heads` /
-`collision.coll_coef`; the paper gives neither, see `configs/experiment/kitinet_table3_*.yaml`).
+`collision.coll_coef`; the paper gives neither, see `configs/experiment/kitinet/table3_*.yaml`).
 Cells: final-epoch test top-1 accuracy in %, mean ± std over seeds (n = runs). The paper prints
 CIFAR-10 as one number and CIFAR-100 as "acc (x)", shown as "acc ± x" (it never says what x is).
 "missing" = no run produced that cell. Dit-ResNet (dendritic neurons, [24]) is not built: the paper
@@ -358,7 +358,7 @@ def render_kitinet_table7_resnet(runs: Path, out: Path, command: str) -> list[Pa
     )
     body = f"""# KITINet §5.7: condensation ρ of ResNet18's conv layers, vanilla vs KITINet
 
-Setting: CIFAR-100, the KITINet Table 3 recipe (configs/experiment/kitinet_table7_resnet18_*.yaml).
+Setting: CIFAR-100, the KITINet Table 3 recipe (configs/experiment/kitinet/table7_resnet18_*.yaml).
 ρ: KITINet Def. I.2 (mean |cos| between filters, per input channel) of each watched conv layer at
 the end of training; ours are mean ± std over seeds (n = runs), "missing" = no run logged it.
 The paper reports only conv1 in its text ("from 0.235 to 0.248, improved by 5.3%"; the other

@@ -100,7 +100,7 @@ KO_FIG4_SETTING = """\
 Setting (SPEC §3, KO App. B.1): CIFAR ResNet18 whose classifier is fc1 (512 -> 1024) - act - fc2
 (1024 -> 1024) - act - fc (1024 -> 10), tanh / xTanh in the FC layers, Adam lr 3e-8 (tanh) and
 5e-6 (xTanh); collision on fc1 (as in KO Fig. 2, the layer the figure shows); the epoch count and
-coll_coef are ours (the paper gives none, see configs/experiment/ko_fig4_*.yaml). The heat maps show
+coll_coef are ours (the paper gives none, see configs/experiment/ko/fig4_*.yaml). The heat maps show
 the cosine similarity of fc1's neurons (input weights) at the end of training, reordered with KO
 App. B.1's greedy clustering (threshold 0.6), for the lowest seed of each cell."""
 
@@ -274,7 +274,7 @@ def render_ko_table1(runs: Path, out: Path, command: str) -> list[Path]:
 Setting (SPEC §3): CIFAR ResNet18/34/50, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 128, cosine
 annealing over 200 epochs, pad-4 random crop + flip; S.C. / H.C. collide the gradient of the last
 classifier layer (each run's `collision.coll_coef`; the paper gives none, see
-`configs/experiment/ko_table1_*.yaml`).
+`configs/experiment/ko/table1_*.yaml`).
 Cells: final-epoch test top-1 accuracy in %, mean ± std over seeds (n = runs); the paper's cells
 are "mean ± std" as printed. "missing" = no run produced that cell.
 
@@ -553,7 +553,7 @@ def render_ko_table2(runs: Path, out: Path, command: str) -> list[Path]:
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""# KO Table 2: ImageNet-1K accuracy with soft and hard collision
 
-Setting (SPEC §3, `configs/experiment/ko_table2_*.yaml`): timm ResNet50 with the "ResNet strikes
+Setting (SPEC §3, `configs/experiment/ko/table2_*.yaml`): timm ResNet50 with the "ResNet strikes
 back" A2 recipe (LAMB, BCE, RandAugment, Mixup / CutMix, 300 epochs) and ConvNeXt-T/S with the
 ConvNeXt recipe (AdamW, 300 epochs); 224 px; S.C. / H.C. collide the gradient of the classifier
 (each run's `collision.coll_coef`; the paper gives none).

@@ -345,7 +345,7 @@ def render_kitinet_table4(runs: Path, out: Path, command: str) -> list[Path]:
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""# KITINet Table 4: neural operators with and without KITINet
 
-Setting (KITINet §5.4, SPEC §3; `configs/experiment/kitinet_table4_*.yaml`): FNO with Adam lr 1e-3,
+Setting (KITINet §5.4, SPEC §3; `configs/experiment/kitinet/table4_*.yaml`): FNO with Adam lr 1e-3,
 batch 20, 1000 epochs (our choices where the paper is silent: wd 1e-4, lr x0.5 every 100 epochs);
 Burgers: FNO-1D (modes 16, width 64), 1000 / 100 samples at 1024 points; NS and Heat: FNO-2D
 (modes 12, width 20), steps 1-10 -> 11-20, 1000 / 200 samples, trained at 32x32 and tested at
@@ -543,7 +543,7 @@ def render_kitinet_fig2(runs: Path, out: Path, command: str) -> list[Path]:
     body = f"""# KITINet Fig. 2 and Fig. 6: KITI-FNO against collision_heads and coll_coef
 
 Setting: as KITINet Table 4 (`results/kitinet_table4/`), one knob swept at a time
-(`configs/experiment/kitinet_fig2*.yaml`): collision_heads on Burgers (coll_coef fixed),
+(`configs/experiment/kitinet/fig2*.yaml`): collision_heads on Burgers (coll_coef fixed),
 coll_coef 0.1-0.9 on Heat (Fig. 2(b)) and NS (Fig. 6; collision_heads fixed). The dashed line is
 vanilla FNO (Table 4's FNO runs). Cells: final-epoch metrics, mean ± std over seeds (n = runs);
 "missing" = no run. **The paper gives these figures as plots only**: there are no numbers to set
@@ -600,7 +600,7 @@ def render_kitinet_table7(runs: Path, out: Path, command: str) -> list[Path]:
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""# KITINet Table 7: condensation ρ per FNO layer on Navier-Stokes
 
-Setting: as KITINet Table 4's NS rows (`configs/experiment/kitinet_table7_ns.yaml`: FNO and
+Setting: as KITINet Table 4's NS rows (`configs/experiment/kitinet/table7_ns.yaml`: FNO and
 KITI-FNO in one sweep, every Fourier layer watched). ρ (KITINet Def. I.1 / I.2,
 `kinetics.metrics.rho`) of the final weights: **conv{{i}}** = Fourier layer i's spectral conv
 (`layers.{{i}}.spectral`, weight (out, in, modes, modes, 2): Def. I.2 with the kept complex modes
@@ -707,7 +707,7 @@ def render_mini_pde(runs: Path, out: Path, command: str) -> list[Path]:
     )
     body = f"""# mini-pde: KITINet Table 4 (Burgers) and Fig. 2(a) at CPU scale
 
-Setting (`configs/experiment/mini_pde.yaml`, `mini_pde_heads.yaml`; values read from the runs):
+Setting (`configs/experiment/mini/pde.yaml`, `mini/pde_heads.yaml`; values read from the runs):
 
 {setting}
 
