@@ -21,7 +21,7 @@ from experiments.core.errors import ConfigError
 from experiments.reports import common as tables
 from experiments.reports.runs import is_kitinet_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
 
 

@@ -26,7 +26,7 @@ from benchmarks.runner import run
 from kinetics import soft_collision
 from kinetics.dsmc import collide
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_peak_extra_bytes_reads_a_known_allocation() -> None:

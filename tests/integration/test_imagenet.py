@@ -14,7 +14,7 @@ import torch
 from fixtures_vision import write_image_folder
 from helpers import read_metrics, render, run_inprocess, table_rows, write_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLASSES = tuple(f"n0{i:07d}" for i in range(6))  # 6 classes: top-5 is not trivially 1
 
 

@@ -23,7 +23,7 @@ from experiments.pde.io import load_dataset, load_fno_mat, save_dataset, sidecar
 
 F64 = torch.float64
 TWO_PI = 2 * math.pi
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grid(n: int) -> torch.Tensor:

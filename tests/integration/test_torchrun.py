@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fixtures_vision import write_cifar10
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
