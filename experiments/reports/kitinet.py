@@ -270,9 +270,9 @@ does not specify it enough (`experiments/vision/models.py`).
 
 **MFLOPs.** The paper's column matches the multiply-adds of the torchvision-style network (7x7
 stride-2 stem + max-pool, "ImageNet stem") on a 32x32 input, not the CIFAR network it trains (3x3
-stride-1 stem, no max-pool, about 16x the compute). So we give both, counted with
-`experiments.vision.models.count_mflops` on the model built from the first run of each row
-(eval mode, batch 1, 3x32x32): "MMACs, ImageNet stem" = multiply-adds in millions of the same
+stride-1 stem, no max-pool, about 16x the compute). So we give both, as the runner counted them
+for the first run of each row (its summary.json; torch's FLOP counter, eval mode, one 3x32x32
+test image): "MMACs, ImageNet stem" = multiply-adds in millions of the same
 network with the ImageNet stem (the paper's convention); "MFLOPs, our CIFAR model" = FLOPs
 (2 per multiply-add) of the network as trained. In eval mode KITINet is the plain addition and
 costs nothing; "(train: ...)" adds the collisions' matrix products of a training forward.
