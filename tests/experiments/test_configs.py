@@ -57,22 +57,25 @@ def build_all(cfg: DictConfig) -> None:
     select_watch(model, rc.trainer.watch, rc.model.name)
     _, base = build_optimizer(rc, model)
     build_scheduler(rc, base, steps_per_epoch=3)
-    if hasattr(model, "coord_dim"):  # a mesh operator (OFormer): (values, coords) -> values
-        model.eval()
-        values, coords = torch.randn(2, 10, model.in_channels), torch.rand(2, 10, model.coord_dim)
-        assert model((values, coords)).shape == (2, 10, model.out_channels)
-        return
-    if hasattr(model, "kitinet_systems") and hasattr(model, "dim"):  # an FNO (PDE data)
-        _check_fno(rc, model)
-        return
-    params = MODELS.parameters(rc.model.name)
-    if "num_classes" in params:  # image model; without data it has the builder's class count
-        out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
-        assert out.shape == (2, rc.model.kwargs.get("num_classes", params["num_classes"].default))
-        return
-    in_features = rc.model.kwargs.get("in_features", 5)
-    out = model(torch.randn(4, in_features))
+    FORWARD_CHECKS[rc.model.name](rc, model)
+
+
+def _check_regressor(rc: RunConfig, model: torch.nn.Module) -> None:
+    out = model(torch.randn(4, rc.model.kwargs.get("in_features", 5)))
     assert out.shape == (4, rc.model.kwargs.get("out_features", 1))
+
+
+def _check_classifier(rc: RunConfig, model: torch.nn.Module) -> None:
+    """Without data the model has the builder's class count and channels."""
+    params = MODELS.parameters(rc.model.name)
+    out = model(torch.randn(2, rc.model.kwargs.get("in_chans", 3), 32, 32))
+    assert out.shape == (2, rc.model.kwargs.get("num_classes", params["num_classes"].default))
+
+
+def _check_mesh_operator(rc: RunConfig, model: torch.nn.Module) -> None:
+    """OFormer: (values, coords) -> values at the same nodes."""
+    values, coords = torch.randn(2, 10, model.in_channels), torch.rand(2, 10, model.coord_dim)
+    assert model.eval()((values, coords)).shape == (2, 10, model.out_channels)
 
 
 def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
@@ -87,6 +90,23 @@ def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
     with torch.no_grad():
         out = model.eval()(u)
     assert out.shape == (2, *(16,) * model.dim, model.t_out or model.out_channels)
+
+
+# One forward check per registered model (a new model must add its own: see the test below).
+FORWARD_CHECKS = {
+    **dict.fromkeys(["mlp", "kitinet_fc", "skipnet"], _check_regressor),
+    **dict.fromkeys(
+        [f"cifar_resnet{d}" for d in (18, 34, 50, 101, 152)] + ["resnet18_fc_head", "timm_model"],
+        _check_classifier,
+    ),
+    "fno1d": _check_fno,
+    "fno2d": _check_fno,
+    "oformer": _check_mesh_operator,
+}
+
+
+def test_every_registered_model_has_a_forward_check() -> None:
+    assert sorted(FORWARD_CHECKS) == MODELS.names()
 
 
 def test_there_is_something_to_test() -> None:
