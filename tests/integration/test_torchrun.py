@@ -1,4 +1,5 @@
-"""A 2-process torchrun (gloo) training run through run.py: sharded data, KO hard collision."""
+"""A 2-process torchrun (gloo) training run through run.py: sharded data, KO hard collision,
+gradient accumulation (DDP's no_sync on all but the last accumulated batch)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_torchrun_two_ranks_end_bit_identical(tmp_path: Path) -> None:
         "collision=hard",
         "collision.coll_coef=0.95",
         "trainer.batch_size=4",
+        "trainer.grad_accum_steps=2",
         "trainer.epochs=2",
     ]
     env = {**os.environ, "CI": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
@@ -52,4 +54,6 @@ def test_torchrun_two_ranks_end_bit_identical(tmp_path: Path) -> None:
     assert summary["replicas_identical"] is True  # checked across ranks by the runner itself
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [0, 1, 2]  # one writer: rank 0
+    # 40 images, 20 per rank: 5 batches of 4, accumulated 2 + 2 + 1 into 3 steps per epoch
+    assert [r["step"] for r in records] == [0, 3, 6]
     assert records[-1]["collision_rate.fc"] > 0  # the hard collision really acted
