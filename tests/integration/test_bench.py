@@ -21,7 +21,7 @@ from benchmarks import literal as _literal
 from benchmarks.config import Config
 from benchmarks.fast_vs_literal import collision_inputs
 from benchmarks.measure import MB
-from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes, rss_probe
+from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes
 from benchmarks.runner import run
 from kinetics import soft_collision
 from kinetics.dsmc import collide
@@ -44,14 +44,10 @@ def test_peak_extra_bytes_reads_a_known_allocation() -> None:
     assert abs(peak_extra_bytes(two) - 2 * size) <= 0.02 * size
 
 
-def test_rss_probe_reads_a_known_allocation() -> None:
-    # 64 MB is above glibc's largest mmap threshold, so the block is mapped (and counted) afresh.
-    record = rss_probe("alloc:64")
-    assert 63.0 < record["rss_extra_mb"] < 70.0
-
-
 def test_rss_probe_in_a_fresh_process() -> None:
-    # What the benchmark runs: `python -m benchmarks.memory alloc:64 --threads 1`.
+    # What the benchmark runs: `python -m benchmarks.memory alloc:64 --threads 1`. Only in a fresh
+    # process: inside a pytest worker the heap may hand the 64 MB back from freed, resident pages
+    # (seen once: 0 MB extra), which is why the probe never runs in-process.
     extra = rss_peak_extra_bytes("alloc:64", threads=1)
     assert extra is not None and 63.0 < extra / MB < 70.0
 
