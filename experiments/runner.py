@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import experiments.domains  # noqa: F401  (every domain registers its models and data sets)
-from experiments.core.config import RunConfig, validate
+from experiments.core.config import RunConfig, collision_options, validate
 from experiments.core.errors import ConfigError
 from experiments.core.io import (
     atomic_torch_save,
@@ -139,8 +139,9 @@ def resolved_config(cfg: DictConfig, rc: RunConfig) -> dict[str, Any]:
     """The resolved config with every typed section completed by its schema defaults."""
     out = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(out, dict)
-    for name in ("collision", "optimizer", "scheduler", "trainer", "logger", "paths"):
+    for name in ("optimizer", "scheduler", "trainer", "logger", "paths"):
         out[name] = dataclasses.asdict(getattr(rc, name))
+    out["collision"] = collision_options(rc.collision)
     out["model"] = {"name": rc.model.name, **rc.model.kwargs}
     out["dataset"] = {"name": rc.dataset.name, **rc.dataset.kwargs}
     return out

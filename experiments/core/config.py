@@ -33,6 +33,7 @@ from experiments.core.errors import ConfigError
 from experiments.core.registry import DATASETS, MODELS, Registry
 
 __all__ = [
+    "COLLISION_KEYS",
     "COLLISION_NAMES",
     "LOGGER_NAMES",
     "OPTIMIZER_NAMES",
@@ -48,12 +49,28 @@ __all__ = [
     "SchedulerConfig",
     "SpecConfig",
     "TrainerConfig",
+    "collision_options",
     "register_hydra",
     "supports_kitinet",
     "validate",
 ]
 
 COLLISION_NAMES = ("none", "soft", "hard", "kitinet")
+# The options of each collision mode; the others do not apply and are absent from its config.
+COLLISION_KEYS: dict[str, tuple[str, ...]] = {
+    "none": ("name",),
+    "soft": ("name", "coll_coef", "modules", "exclude_self"),
+    "hard": ("name", "coll_coef", "modules", "mean_free_path", "seed"),
+    "kitinet": (
+        "name",
+        "coll_coef",
+        "collision_heads",
+        "dt",
+        "position_update",
+        "mean_free_path",
+        "seed",
+    ),
+}
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lamb")
 SCHEDULER_NAMES = ("none", "cosine", "multistep")
 SCHEDULER_INTERVALS = ("epoch", "step")
@@ -384,8 +401,17 @@ SCHEMA_GROUPS: dict[str, type] = {}
 
 def _experiment_name() -> str:
     """``${kinetics.experiment_name:}``: the chosen experiment file's path as a name
-    (``experiment=ko/fig2`` -> ``ko_fig2``), or ``default``."""
-    return _experiment_choice() or "default"
+    (``experiment=ko/fig2`` -> ``ko_fig2``); without one, the chosen model, data set and collision
+    (``mlp_sin5d_soft``); outside a Hydra job ``default``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "default"
+    choices = HydraConfig.get().runtime.choices
+    if choices.get("experiment"):
+        return str(choices["experiment"]).replace("/", "_")
+    parts = [choices.get(group) for group in ("model", "dataset", "collision")]
+    return "_".join(str(p).replace("/", "_") for p in parts if p) or "default"
 
 
 def register_hydra() -> None:
@@ -580,7 +606,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         experiment_name=experiment_name,
         model=_model_spec(_section(cfg, "model")),
         dataset=_dataset_spec(_section(cfg, "dataset")),
-        collision=_build("collision", CollisionConfig, _section(cfg, "collision")),
+        collision=_collision(_section(cfg, "collision")),
         optimizer=_build("optimizer", OptimizerConfig, _section(cfg, "optimizer")),
         scheduler=_build("scheduler", SchedulerConfig, _section(cfg, "scheduler")),
         trainer=_build("trainer", TrainerConfig, _section(cfg, "trainer")),
@@ -592,14 +618,53 @@ def validate(cfg: DictConfig) -> RunConfig:
     return run
 
 
-def _experiment_choice() -> str | None:
-    """The experiment file chosen in this Hydra job as a name: ``experiment=ko/fig2`` -> ``ko_fig2``."""
+def _collision(values: dict[str, Any]) -> CollisionConfig:
+    """The collision section with only the options of its mode.
+
+    An option of another mode given on the command line is refused; one set in a config file is
+    dropped (an experiment that sweeps collision=none,soft,hard,kitinet sets the kitinet options
+    once for the kitinet runs).
+    """
+    name = values.get("name")
+    if name not in COLLISION_KEYS:
+        raise ConfigError(
+            f"collision.name={name!r} is unknown; allowed: {_allowed(COLLISION_NAMES)}"
+        )
+    allowed = COLLISION_KEYS[name]
+    given = _command_line_keys("collision")
+    for key in sorted(set(values) - set(allowed)):
+        if key not in {f.name for f in dataclasses.fields(CollisionConfig)}:
+            raise ConfigError(
+                f"collision.{key} is not a known option of 'collision'; options of "
+                f"collision={name}: {_allowed(allowed)}"
+            )
+        if key in given:
+            raise ConfigError(
+                f"collision.{key} does not apply to collision={name}; its options: "
+                f"{_allowed(allowed)}"
+            )
+        del values[key]
+    return _build("collision", CollisionConfig, values)
+
+
+def _command_line_keys(section: str) -> set[str]:
+    """Keys of ``section`` that this Hydra job's command line sets (``a.b=1``, ``+a.b=1``)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return None
-    choice = HydraConfig.get().runtime.choices.get("experiment")
-    return str(choice).replace("/", "_") if choice else None
+        return set()
+    keys = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith(section + "."):
+            keys.add(key.split(".")[1])
+    return keys
+
+
+def collision_options(collision: CollisionConfig) -> dict[str, Any]:
+    """The options of the collision's mode (what a run's config.yaml shows)."""
+    values = dataclasses.asdict(collision)
+    return {key: values[key] for key in COLLISION_KEYS[collision.name]}
 
 
 def _check_combinations(run: RunConfig) -> None:

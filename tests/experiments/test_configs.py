@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import pytest
 import torch
 from helpers import CONFIG_DIR, compose_cfg
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.core.config import SCHEMA_GROUPS, RunConfig, validate
+from experiments.core.config import (
+    COLLISION_KEYS,
+    SCHEMA_GROUPS,
+    RunConfig,
+    collision_options,
+    validate,
+)
 from experiments.core.errors import ConfigError
 from experiments.core.registry import MODELS
 from experiments.engine.optim import build_optimizer
@@ -140,7 +147,41 @@ def test_default_is_the_ko_fig2_setting() -> None:
 
 def test_collision_seed_follows_the_run_seed() -> None:
     assert validate(compose_cfg("seed=7")).collision_seed == 7
-    assert validate(compose_cfg("seed=7", "collision.seed=3")).collision_seed == 3
+    hard = validate(compose_cfg("seed=7", "collision=hard", "collision.seed=3"))
+    assert hard.collision_seed == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["collision=soft", "+collision.mean_free_path=5"],
+            "collision.mean_free_path does not apply to collision=soft; its options: name, "
+            "coll_coef, modules, exclude_self",
+        ),
+        (["collision=none", "+collision.coll_coef=0.5"], "does not apply to collision=none"),
+        (["collision=hard", "+collision.collision_heads=4"], "does not apply to collision=hard"),
+        (["collision=kitinet", "+collision.modules=[fc1]"], "does not apply to collision=kitinet"),
+    ],
+)
+def test_options_of_another_collision_mode_are_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize("mode", ["none", "soft", "hard", "kitinet"])
+def test_a_collision_mode_shows_only_its_options(mode: str) -> None:
+    companions = ["model=kitinet_fc"] if mode == "kitinet" else []
+    rc = validate(compose_cfg(f"collision={mode}", *companions))
+    assert tuple(collision_options(rc.collision)) == COLLISION_KEYS[mode]
+
+
+def test_a_mode_sweep_may_set_options_for_one_mode_in_its_file() -> None:
+    """experiment=mini/vision sweeps none,soft,hard,kitinet and sets collision_heads (kitinet's)."""
+    rc = validate(compose_cfg("experiment=mini/vision", "collision=soft"))
+    assert "collision_heads" not in collision_options(rc.collision)
+    rc = validate(compose_cfg("experiment=mini/vision", "collision=kitinet"))
+    assert collision_options(rc.collision)["collision_heads"] == 16
 
 
 def _sweep_points(cfg: DictConfig) -> list[list[str]]:
@@ -161,9 +202,11 @@ def test_every_experiment_is_named_after_its_file(experiment: str) -> None:
     assert validate(cfg).experiment_name == f"{group}_{stem}"
 
 
-def test_a_run_without_an_experiment_is_named_default() -> None:
-    assert validate(compose_cfg()).experiment_name == "default"
-    assert validate(compose_cfg("recipe=cifar_sgd_cosine")).experiment_name == "default"
+def test_a_run_without_an_experiment_is_named_after_what_it_runs() -> None:
+    assert validate(compose_cfg()).experiment_name == "mlp_sin5d_soft"
+    cfg = compose_cfg("model=resnet18", "collision=hard", "recipe=cifar_sgd_cosine")
+    assert validate(cfg).experiment_name == "resnet18_cifar10_hard"
+    assert validate(compose_cfg("experiment_name=mine")).experiment_name == "mine"
 
 
 def test_every_recipe_is_used_by_an_experiment() -> None:
