@@ -11,12 +11,14 @@ own directory (outputs/... or multirun/.../<job number>).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import hydra
 from omegaconf import DictConfig
 
 import experiments.core.config  # noqa: F401  (the groups' schema options, the name resolver)
+from experiments.core.errors import ConfigError
 
 # configs/hydra/launcher/submitit_slurm.yaml completes the plugin's config of the same name, so
 # Hydra validates it against the plugin's schema: wanted, but Hydra warns that this is deprecated.
@@ -31,7 +33,13 @@ def main(cfg: DictConfig) -> float:
     # Imported here so `--help`, `--cfg` and tab completion stay fast.
     from experiments.runner import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except ConfigError as err:
+        # A configuration or data error is one sentence for the user, not a traceback; any
+        # other exception keeps its traceback. SystemExit passes through Hydra's job runner.
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

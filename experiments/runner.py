@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import logging
+import os
 import shlex
 import sys
 import time
@@ -43,7 +44,7 @@ from experiments.core.io import (
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import Task
 from experiments.engine.callbacks import CollisionRates, Condensation, PeakMemory, Throughput
-from experiments.engine.checkpoint import CHECKPOINT_NAME
+from experiments.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from experiments.engine.distributed import (
     DistInfo,
     cleanup_distributed,
@@ -157,13 +158,80 @@ def _hydra_job() -> tuple[str | None, list[str]]:
     return hc.job.override_dirname or None, list(hc.overrides.task)
 
 
+# Keys whose value may change when a run is resumed: its length, how it is watched and where it
+# runs. Any other difference means another run: resume refuses it.
+RESUMABLE_CHANGES = (
+    "trainer.epochs",
+    "trainer.max_steps",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.device",
+    "trainer.num_threads",
+    "trainer.num_workers",
+    "logger.*",
+    "paths.*",
+    "resume",
+    "overwrite",
+)
+RUN_FILES = ("metrics.jsonl", "summary.json", CHECKPOINT_NAME)
+
+
+def check_run_dir(rc: RunConfig, run_dir: Path, config: dict[str, Any]) -> None:
+    """Refuse to mix two runs in one directory.
+
+    A fresh run into a directory that holds a run is refused unless ``overwrite=true`` (which
+    deletes the old run's files: a stale checkpoint must not be resumed later). ``resume=auto``
+    is refused when the composed config differs from the one the run was started with, except
+    for :data:`RESUMABLE_CHANGES`.
+    """
+    existing = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if rc.resume and existing and not (run_dir / CHECKPOINT_NAME).exists():
+        raise ConfigError(
+            f"resume=auto: {run_dir} holds a run ({', '.join(existing)}) but no checkpoint "
+            "(trainer.checkpoint_every=0), so nothing can be resumed; replace it with "
+            "overwrite=true, or choose another hydra.run.dir"
+        )
+    if rc.resume:
+        saved = run_dir / "config.yaml"
+        if existing and saved.exists():
+            old = OmegaConf.to_container(OmegaConf.load(saved))
+            changed = [k for k in _differences(old, config) if not _resumable(k)]
+            if changed:
+                raise ConfigError(
+                    f"resume=auto: the config differs from the one {run_dir} was started with, "
+                    f"at {', '.join(changed)}; a resumed run may only change "
+                    f"{', '.join(RESUMABLE_CHANGES)} (start a new run in another directory, or "
+                    "overwrite=true)"
+                )
+        return
+    if existing and not rc.overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a run ({', '.join(existing)}): continue it with "
+            "resume=auto, replace it with overwrite=true, or choose another hydra.run.dir"
+        )
+    for name in existing:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new), key=str)
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _resumable(key: str) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUMABLE_CHANGES)
+
+
 def _checkpointed_run_id(run_dir: Path) -> str | None:
     """The external logger's run id saved in the run's checkpoint (for ``resume=auto``)."""
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
-    # mmap: reads only the small entry, not the model's tensors
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    checkpoint = load_checkpoint(path, mmap=True)  # mmap: reads only this entry, not the tensors
     run_id = checkpoint.get("logger_run_id")
     return str(run_id) if run_id else None
 
@@ -277,8 +345,10 @@ def run(cfg: DictConfig) -> float:
             "paths.output_dir=<dir>"
         )
     run_dir = Path(rc.paths.output_dir)
-    p = prepare(rc)
     config = resolved_config(cfg, rc)
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun's other ranks follow rank 0
+        check_run_dir(rc, run_dir, config)
+    p = prepare(rc)
     run_dir.mkdir(parents=True, exist_ok=True)
     if p.dist.main:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))

@@ -384,6 +384,9 @@ class RunConfig:
     paths: PathsConfig
     resume: bool = False
     """``resume=auto``: continue from ``checkpoints/last.pt`` of the run dir if it exists."""
+    overwrite: bool = False
+    """Start afresh in a run dir that already holds a run (its metrics, summary and checkpoint
+    are deleted first); without it such a run dir is refused."""
 
     @property
     def collision_seed(self) -> int:
@@ -600,6 +603,11 @@ def validate(cfg: DictConfig) -> RunConfig:
     resume = cfg.get("resume", False)
     if resume not in (False, "auto"):
         raise ConfigError(f"resume={resume!r} is unknown; allowed: false, auto")
+    overwrite = cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite={overwrite!r} is unknown; allowed: false, true")
+    if overwrite and resume:
+        raise ConfigError("overwrite=true and resume=auto contradict each other; choose one")
 
     run = RunConfig(
         seed=seed,
@@ -613,6 +621,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         logger=_build("logger", LoggerConfig, _section(cfg, "logger")),
         paths=_paths(cfg),
         resume=resume == "auto",
+        overwrite=overwrite,
     )
     _check_combinations(run)
     return run

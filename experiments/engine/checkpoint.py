@@ -10,7 +10,9 @@ records so far and the external logger's run id.
 
 from __future__ import annotations
 
+import pickle
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from experiments.core.errors import ConfigError
 from experiments.core.io import atomic_torch_save
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "DamagedCheckpointError",
     "capture_rng_state",
     "load_checkpoint",
     "module_generators",
@@ -93,13 +97,40 @@ def save_checkpoint(path: Path, contents: Mapping[str, Any], model: nn.Module) -
     )
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` (tensors on the CPU)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+class DamagedCheckpointError(ConfigError):
+    """A checkpoint file that cannot be read; the message names it and what to do."""
+
+
+def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at ``path`` (tensors on the CPU; saved on a GPU or not).
+
+    Raises:
+        DamagedCheckpointError: the file is truncated or corrupt.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (EOFError, OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged or truncated ({type(err).__name__}: {err}); move it "
+            "away to resume from nothing, or start the run again with overwrite=true"
+        ) from err
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise DamagedCheckpointError(f"checkpoint {path} holds no training state")
+    return checkpoint
 
 
 def restore_generators(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
     """Set the global and the modules' RNG states saved by :func:`save_checkpoint`."""
     for name, generator in module_generators(model).items():
-        generator.set_state(checkpoint["module_generators"][name])
+        state = checkpoint["module_generators"][name]
+        try:
+            generator.set_state(state)
+        except RuntimeError:
+            # e.g. a CUDA (Philox) state resumed on the CPU (Mersenne twister): not convertible
+            warnings.warn(
+                f"the random state of {name} was saved on another kind of device and cannot be "
+                f"restored on {generator.device}: its random stream continues from its seed, so "
+                "the resumed run is not bit-identical to an uninterrupted one",
+                stacklevel=2,
+            )
     restore_rng_state(checkpoint["rng"])

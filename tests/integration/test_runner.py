@@ -7,19 +7,25 @@ determinism, collision-rate logging and early failures quickly.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from helpers import (
+    REPO,
+    compose_cfg,
     kill_and_resume,
     read_metrics,
     run_inprocess,
     run_py,
     without_times,
 )
+from omegaconf import OmegaConf
 from torch import nn
 
 from experiments.core.config import TrainerConfig
@@ -234,3 +240,98 @@ def test_resume_without_a_checkpoint_starts_fresh(tmp_path: Path) -> None:
 def test_bad_resume_value_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="resume='always' is unknown; allowed: false, auto"):
         run_inprocess(tmp_path / "bad", "resume=always")
+
+
+# --------------------------------------------------------------------------- nothing lost
+
+
+def test_a_run_dir_holding_a_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    run_inprocess(tmp_path, "trainer.epochs=2", "trainer.checkpoint_every=1")
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds a run \(metrics.jsonl, summary.json"):
+        run_inprocess(tmp_path, "trainer.epochs=3")
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    run_inprocess(tmp_path, "trainer.epochs=1", "overwrite=true")
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1]
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()  # no stale checkpoint left
+
+
+def test_resume_refuses_another_config_and_names_the_keys(tmp_path: Path) -> None:
+    common = ["trainer.checkpoint_every=1", "collision=hard"]
+    run_inprocess(tmp_path, *common, "trainer.epochs=2")
+    with pytest.raises(ConfigError, match=r"at collision.coll_coef, model.hidden; a resumed run"):
+        run_inprocess(
+            tmp_path,
+            *common,
+            "trainer.epochs=3",
+            "collision.coll_coef=0.2",
+            "model.hidden=20",
+            "resume=auto",
+        )
+    run_inprocess(tmp_path, *common, "trainer.epochs=3", "trainer.log_every=1", "resume=auto")
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_resume_of_a_run_without_checkpoint_refuses(tmp_path: Path) -> None:
+    run_inprocess(tmp_path, "trainer.epochs=2")
+    with pytest.raises(ConfigError, match=r"no checkpoint \(trainer.checkpoint_every=0\)"):
+        run_inprocess(tmp_path, "trainer.epochs=3", "resume=auto")
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1, 2]
+
+
+def test_a_damaged_checkpoint_names_the_file(tmp_path: Path) -> None:
+    run_inprocess(tmp_path, "trainer.epochs=2", "trainer.checkpoint_every=1")
+    path = tmp_path / "checkpoints" / "last.pt"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=rf"checkpoint {re.escape(str(path))} is damaged"):
+        run_inprocess(tmp_path, "trainer.epochs=3", "resume=auto")
+
+
+def test_a_generator_state_from_another_device_resumes_with_a_warning(tmp_path: Path) -> None:
+    """A CUDA generator's state (16 bytes of Philox seed and offset) cannot become a CPU
+    generator's: the run resumes, says its stream changed, and ends."""
+    common = ["model=kitinet_fc", "collision=kitinet", "trainer.checkpoint_every=1"]
+    run_inprocess(tmp_path, *common, "trainer.epochs=2")
+    path = tmp_path / "checkpoints" / "last.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["module_generators"] = {
+        name: torch.zeros(16, dtype=torch.uint8) for name in checkpoint["module_generators"]
+    }
+    checkpoint["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
+    torch.save(checkpoint, path)
+    with pytest.warns(UserWarning, match="saved on another kind of device"):
+        run_inprocess(tmp_path, *common, "trainer.epochs=3", "resume=auto")
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_run_files_get_the_users_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        run_inprocess(tmp_path, "trainer.epochs=1", "trainer.checkpoint_every=1")
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_dirs() -> None:
+    raw = OmegaConf.to_container(compose_cfg(hydra_config=True).hydra, resolve=False)
+    for value in (raw["run"]["dir"], raw["sweep"]["dir"]):
+        assert value.endswith("%H-%M-%S_%f}"), value  # down to the microsecond
+
+
+def test_a_config_error_is_one_line_without_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "run.py", "collision.coll_coef=1.5"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "CI": "1", "WANDB_MODE": "offline"},
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: collision.coll_coef=1.5 is outside [0, 1]"
+    )
