@@ -138,3 +138,12 @@ def test_kinetics_imports_with_torch_alone() -> None:
         "assert not heavy & {m.split('.')[0] for m in sys.modules}, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_the_license_is_an_spdx_string() -> None:
+    """setuptools deprecates the TOML table form ``license = {text = ...}`` and warned about it
+    three times per install; the SPDX expression is the current form."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
