@@ -179,3 +179,26 @@ def render(name: str, runs: Path, out: Path) -> list[Path]:
 
     args = [name, "--runs", str(runs), "--out", str(out)]
     return REPORTS.get(name)(runs, out, shlex.join(["python", "scripts/render.py", *args]))
+
+
+def render_cli(*argv: str) -> tuple[int, str, str]:
+    """``scripts/render.py *argv`` in this process: (exit status, stdout, stderr).
+
+    The script is loaded from its file (``scripts/`` is no package); a ``SystemExit`` (argparse)
+    gives its code. Paths in ``argv`` are relative to the current directory, as for the CLI.
+    """
+    import contextlib
+    import importlib.util
+    import io
+
+    spec = importlib.util.spec_from_file_location("render_cli", REPO / "scripts" / "render.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = module.main(list(argv))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, stdout.getvalue(), stderr.getvalue()

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,7 @@ __all__ = [
     "ours_cell",
     "paper_value",
     "provenance_header",
+    "recording_rendered_runs",
     "write_markdown",
 ]
 
@@ -367,14 +370,37 @@ def _sorted_unique(values: Iterable[Any]) -> list[Any]:
     return sorted(unique, key=lambda v: (str(type(v)), v))
 
 
+_RENDERED_RUNS: ContextVar[list[int] | None] = ContextVar("rendered_runs", default=None)
+
+
+@contextmanager
+def recording_rendered_runs() -> Iterator[list[int]]:
+    """Within the block, every :func:`provenance_header` appends to the yielded list the number
+    of runs its file is rendered from.
+
+    A renderer states the runs a file comes from in that file's header, so this is how
+    :func:`experiments.reports.render.render_report` learns whether a renderer found any run
+    (also when it selects its rows from a shared runs root) without a second contract.
+    """
+    counts: list[int] = []
+    token = _RENDERED_RUNS.set(counts)
+    try:
+        yield counts
+    finally:
+        _RENDERED_RUNS.reset(token)
+
+
 def provenance_header(command: str, runs: pd.DataFrame, *, runs_root: str | None = None) -> str:
     """The markdown block every rendered file starts with.
 
     It names the commands that made the runs (``command`` column) and the one that rendered
     them, the repository commit the renderer ran at, the seeds and the commits
     recorded by the runs themselves (``seed`` / ``git_commit`` or ``commit`` columns), and the
-    date (UTC).
+    date (UTC). Without runs it says so: every cell of ours is then "missing".
     """
+    counts = _RENDERED_RUNS.get()
+    if counts is not None:
+        counts.append(len(runs))
     seeds = _sorted_unique(runs["seed"]) if "seed" in runs else []
     # The runner writes `git_commit`; `commit` is accepted too.
     recorded = [runs[c] for c in ("git_commit", "commit") if c in runs]
@@ -388,8 +414,13 @@ def provenance_header(command: str, runs: pd.DataFrame, *, runs_root: str | None
         + (", ".join(f"`{c}`" for c in run_commands) if run_commands else MISSING),
         f"> - rendered by: `{command}`",
         f"> - git commit: `{git_commit()}`",
-        f"> - runs: {len(runs)} run directories under `{root}`; seeds found: "
-        + (", ".join(str(s) for s in seeds) if seeds else MISSING),
+        (
+            f"> - runs: {len(runs)} run directories under `{root}`; seeds found: "
+            + (", ".join(str(s) for s in seeds) if seeds else MISSING)
+            if len(runs)
+            else f"> - runs: **none**: no run directories under `{root}`, so every cell of ours "
+            'is "missing" (run the Make target without `RENDER_ONLY=1` to fill them)'
+        ),
         "> - commits recorded by the runs: "
         + (", ".join(f"`{c}`" for c in run_commits) if run_commits else MISSING),
         f"> - date: {date}",

@@ -477,7 +477,8 @@ def render_ko_fig3(runs: Path, out: Path, command: str) -> list[Path]:
                 )
         axes[row][0].set(title=f"{column}: test top-1", xlabel="epoch", ylabel="%")
         axes[row][1].set(title=f"{column}: {cos_metric}", xlabel="epoch", ylabel="max |cos|")
-        axes[row][0].legend(fontsize=7)
+        if axes[row][0].get_legend_handles_labels()[0]:  # no curve (no runs): no empty legend
+            axes[row][0].legend(fontsize=7)
     fig.tight_layout()
     png = out / "ko_fig3.png"
     atomic_write(png, lambda f: fig.savefig(f, format="png", dpi=110), "wb")

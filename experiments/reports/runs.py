@@ -115,13 +115,20 @@ def ordered(found: Sequence[str], preferred: Sequence[str]) -> list[str]:
 
 
 def collect(runs: Path) -> pd.DataFrame:
-    """:func:`~experiments.reports.common.collect_runs`, refusing an empty directory; ``seed``
-    always a column."""
-    df = tables.collect_runs(runs)
-    if not len(df):
-        raise SystemExit(f"no run directories (config.yaml + summary.json) under {runs}")
-    if "seed" not in df:
-        df["seed"] = None
+    """:func:`~experiments.reports.common.collect_runs` with ``seed`` and ``run_dir`` always
+    columns; an absent or empty ``runs`` directory gives an empty frame.
+
+    Every cell then renders as "missing". Whether such a table may be written at all (never over a
+    result already in the output directory) is decided in one place,
+    :func:`experiments.reports.render.render_report`, not here.
+    """
+    runs = Path(runs)
+    df = tables.collect_runs(runs) if runs.is_dir() else pd.DataFrame()
+    df.attrs.setdefault("config_columns", [])
+    df.attrs["root"] = str(runs)
+    for column in ("seed", "run_dir"):
+        if column not in df:
+            df[column] = pd.Series(None, index=df.index, dtype=object)
     return df
 
 

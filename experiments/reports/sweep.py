@@ -31,6 +31,8 @@ def render_sweep(runs: Path, out: Path, command: str) -> list[Path]:
     paper numbers here (none of these sweeps has a table in the papers).
     """
     df = collect(runs)
+    if "experiment_name" not in df:  # no runs (or runs without the key): one "missing" group
+        df["experiment_name"] = pd.Series(None, index=df.index, dtype=object)
     by = _swept_keys(df) or ["experiment_name"]
     metrics = [c for c in ("train_loss", "test_loss") if c in df.columns]
     metrics += sorted(c for c in df.columns if c.startswith("test_") and c != "test_loss")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +17,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from helpers import render, table_rows, write_run
+from helpers import render, render_cli, table_rows, write_run
 
 from experiments.core.errors import ConfigError
 from experiments.reports import common as tables
-from experiments.reports.runs import is_kitinet_run
+from experiments.reports.runs import collect, is_kitinet_run
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_PAPER_TABLES = Path("/work/shared/paper_tables.yaml")
@@ -340,12 +342,132 @@ def test_cli_subprocess(tmp_path: Path) -> None:
 
 
 def test_renderer_errors(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no run directories"):
-        render("ko-fig2", tmp_path / "empty", tmp_path / "o2")
-    assert not (tmp_path / "o2").exists()
     with pytest.raises(ConfigError, match="registered reports: kitinet-fc"):
         render("table9", tmp_path, tmp_path / "o3")
+    (tmp_path / "file").write_text("")
+    code, _, err = render_cli("ko-fig2", "--runs", str(tmp_path / "file"), "--out", "o4")
+    assert code == 2 and "is not a directory" in err and not (tmp_path / "o4").exists()
+
+
+# --------------------------------------------------------------------------- render: no runs
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_collect_without_runs_is_an_empty_frame_not_an_exit(tmp_path: Path) -> None:
+    """Library code never ends the process: no runs is an empty frame (cells "missing")."""
+    (tmp_path / "empty").mkdir()
+    for runs in (tmp_path / "empty", tmp_path / "absent"):
+        df = collect(runs)
+        assert len(df) == 0 and {"seed", "run_dir"} <= set(df.columns)
+        assert df.attrs["root"] == str(runs)
+
+
+def test_every_report_without_runs_keeps_a_committed_result(tmp_path: Path) -> None:
+    """For every registered report, with no runs: into an empty out dir an all-"missing" result
+    (no traceback, one stderr line); into an out dir already holding a result, nothing changes."""
+    from experiments.core.registry import REPORTS
+
+    absent = tmp_path / "multirun" / "absent"
+    for name in REPORTS.names():
+        fresh = tmp_path / "fresh" / name
+        code, out, err = render_cli(name, "--runs", str(absent), "--out", str(fresh))
+        assert code == 0, (name, err)
+        written = [Path(line) for line in out.splitlines()]
+        assert written and all(path.parent == fresh and path.is_file() for path in written), name
+        for path in written:
+            if path.suffix == ".md":
+                assert "**none**: no run directories under" in path.read_text(), name
+        [line] = err.strip().splitlines()  # one line, no traceback or warnings
+        assert f"no run directories under {absent}" in line and 'all-"missing"' in line, line
+
+        committed = tmp_path / "committed" / name
+        committed.mkdir(parents=True)
+        for path in written:  # a committed-looking result: the same files, other bytes
+            (committed / path.name).write_bytes(b"committed numbers of " + path.name.encode())
+        (committed / "NOTES.md").write_text("hand-written notes\n")
+        before = _tree(committed)
+        code, out, err = render_cli(name, "--runs", str(absent), "--out", str(committed))
+        assert code == 0 and out == "", (name, out, err)
+        assert _tree(committed) == before, name
+        assert f"kept the result already in {committed}/ unchanged" in err, err
+        assert sorted(p.name for p in committed.parent.iterdir()) == sorted(
+            p.name for p in (tmp_path / "committed").iterdir()
+        )  # no staging directory left behind
+    assert sorted(p.name for p in (tmp_path / "committed").iterdir()) == REPORTS.names()
+
+
+def test_render_only_on_a_fresh_clone_keeps_results_mini_pde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make RENDER_ONLY=1 mini-pde` without multirun/: the committed results/mini_pde/ stays."""
+    shutil.copytree(REPO / "results" / "mini_pde", tmp_path / "results" / "mini_pde")
+    before = _tree(tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    args = ["mini-pde", "--runs", "multirun/mini_pde", "--out", "results/mini_pde"]
+    code, out, err = render_cli(*args)
+    assert code == 0 and out == ""
+    assert _tree(tmp_path / "results") == before
+    assert not (tmp_path / "multirun").exists()
+    [line] = err.strip().splitlines()
+    assert "no run directories under multirun/mini_pde" in line
+    assert "kept the result already in results/mini_pde/" in line
+    assert "`make mini-pde` (without RENDER_ONLY=1)" in line
+
+
+def test_some_runs_replace_a_committed_result(tmp_path: Path) -> None:
+    """With runs, re-rendering overwrites (that is its point), and says nothing on stderr."""
+    _kitinet_fixture(tmp_path / "runs")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("old numbers\n")
+    code, stdout, err = render_cli(
+        "kitinet-fc", "--runs", str(tmp_path / "runs"), "--out", str(out)
+    )
+    assert code == 0 and stdout.strip() == str(out / "README.md") and err == ""
+    assert "relu" in (out / "README.md").read_text()
+
+
+def _makefile_renders() -> dict[str, list[list[str]]]:
+    """``{target: [render.py arguments, ...]}`` of every Makefile recipe line running render.py."""
+    renders: dict[str, list[list[str]]] = {}
+    target = None
+    for line in (REPO / "Makefile").read_text().splitlines():
+        if rule := re.match(r"^([A-Za-z0-9_.-]+)\s*:(?!=)", line):
+            target = rule.group(1)
+        elif line.startswith("\t") and "scripts/render.py " in line:
+            assert target is not None, line
+            renders.setdefault(target, []).append(line.split("scripts/render.py ")[1].split())
+    return renders
+
+
+def test_makefile_render_lines_render_missing_without_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Make target's render lines, as `make RENDER_ONLY=1 <target>` runs them on a fresh
+    clone (no multirun/, no results): registered names, exit 0, all-"missing" files, and the
+    stderr line names the target that makes the runs."""
+    from experiments.core.registry import REPORTS
+
+    renders = _makefile_renders()
+    assert {"mini-pde", "table-ko-1", "table-ko-2", "figure-ko-fig4", "table-ko-45"} <= set(renders)
+    for target, lines in renders.items():
+        clone = tmp_path / target
+        clone.mkdir()
+        monkeypatch.chdir(clone)
+        for args in lines:
+            assert args[0] in REPORTS, (target, args)
+            code, out, err = render_cli(*args)
+            assert code == 0, (target, args, err)
+            assert out.split() and all((clone / p).is_file() for p in out.split()), (target, out)
+            [line] = err.strip().splitlines()
+            assert f"`make {target}` (without RENDER_ONLY=1)" in line, line
+        for path in (clone / "results").rglob("*.md"):
+            assert "**none**: no run directories under" in path.read_text(), path
 
 
 def test_reports_register_every_cli_name_and_import_no_domain() -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import render, table_rows, write_run
+from helpers import render, render_cli, table_rows, write_run
 
 SITES = [f"collision_rate.layers.{i}.residual" for i in range(4)]
 
@@ -206,3 +206,25 @@ def test_table4_airfoil_cell_is_the_logged_momentum_rmse(tmp_path: Path):
     errors = _all_rows((out / "README.md").read_text(), "## Test error")
     row = next(r for r in errors if r[:2] == ["Airfoil*", "OFormer [22]"])
     assert row[2:5] == ["RMSE", "17.0 ± 1.4 (n=2)", "16.39461"]
+
+
+def test_a_pde_report_without_its_rows_keeps_its_committed_result(tmp_path: Path) -> None:
+    """The PDE renderers share one runs root: runs of Table 4 only are no runs for Table 7, whose
+    committed result stays; Table 4's is re-rendered from its runs."""
+    runs = tmp_path / "runs"
+    pde_run(runs, "kitinet_table4_burgers_fno", seed=0, data="burgers", mse=0.01)
+    committed = {}
+    for name in ("kitinet_table4", "kitinet_table7"):
+        (tmp_path / name).mkdir()
+        committed[name] = tmp_path / name / "README.md"
+        committed[name].write_text("committed numbers\n")
+    code, _, err = render_cli(
+        "kitinet-table7", "--runs", str(runs), "--out", str(tmp_path / "kitinet_table7")
+    )
+    assert code == 0 and committed["kitinet_table7"].read_text() == "committed numbers\n"
+    assert f"none of the 1 run directories under {runs} is one of its runs: kept the" in err
+    code, out, err = render_cli(
+        "kitinet-table4", "--runs", str(runs), "--out", str(tmp_path / "kitinet_table4")
+    )
+    assert code == 0 and err == "" and out.strip() == str(committed["kitinet_table4"])
+    assert "0.01 ± — (n=1)" in committed["kitinet_table4"].read_text()
