@@ -77,7 +77,7 @@ mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, sma
 # One experiment file per table row (configs/experiment/<paper>/<row>.yaml), each sweeping
 # dataset=cifar10,cifar100; one sweep dir per row, named as the row's runs (experiment=ko/table1_x
 # -> ko_table1_x; Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders
-# what exists ("missing" cells). HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
+# what exists ("missing" cells); with no runs at all a committed result is left as it is. HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
 RENDER_ONLY ?= 0
 HYDRA_ARGS ?=
 KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko/table1_resnet$(m)_$(v)))
