@@ -9,6 +9,8 @@ schedulers, ``GradScaler.step`` and checkpointing treat it like the base.
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from kinetics.collision import hard_collision_with_stats, soft_collision
-from kinetics.dsmc import _check_coef
+from kinetics.dsmc import _check_coef, _compute_dtype
 
 __all__ = ["KineticOptimizer", "find_classifier", "select_modules"]
 
@@ -78,6 +80,33 @@ def select_modules(model: nn.Module, patterns: str | Iterable[str]) -> dict[str,
     return selected
 
 
+def _requires_closure(optimizer: Optimizer) -> bool:
+    """Whether ``optimizer.step`` has a ``closure`` parameter without a default (torch's L-BFGS)."""
+    try:
+        parameters = inspect.signature(type(optimizer).step).parameters
+    except (TypeError, ValueError):  # a builtin or an odd callable: assume the usual signature
+        return False
+    closure = parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
+
+
+# Hyper-parameters a checkpoint records; loading a state saved with other values is refused.
+_CONFIG_KEYS = ("mode", "coll_coef", "seed", "exclude_self", "mean_free_path")
+
+# What __getstate__ keeps (pickle, copy.deepcopy, torch.save of the whole object). Hooks are
+# dropped, as torch.optim.Optimizer drops them.
+_PICKLED = (
+    "optimizer",
+    "layers",
+    *_CONFIG_KEYS,
+    "_closure_required",
+    "_generators",
+    "_rates",
+    "_stats",
+    "_skips",
+)
+
+
 class KineticOptimizer(Optimizer):
     """Wrap ``optimizer`` so that the weight gradients of ``modules`` collide before each step.
 
@@ -88,10 +117,11 @@ class KineticOptimizer(Optimizer):
         loss.backward(); opt.step(); opt.zero_grad()
 
     Args:
-        optimizer: any ``torch.optim.Optimizer`` (SGD, Adam, AdamW, LAMB, ...). It must optimise the
-            chosen layers' weights.
+        optimizer: any ``torch.optim.Optimizer`` (SGD, Adam, AdamW, LAMB, L-BFGS, ...). It must
+            optimise the chosen layers' weights.
         modules: the layers whose ``weight.grad`` collide, as ``{name: module}`` (names are used for
-            logging) or an iterable of modules.
+            logging) or an iterable of modules. Layers with sparse gradients
+            (``nn.Embedding(sparse=True)``) are refused: a collision needs dense rows.
         mode: ``"soft"`` (KO Algorithm 2) or ``"hard"`` (KO Algorithm 1, DSMC hard spheres).
         coll_coef: collision coefficient in [0, 1].
         seed: seed of the gadget's own ``torch.Generator`` (hard mode). Use the same seed on every
@@ -100,9 +130,49 @@ class KineticOptimizer(Optimizer):
         exclude_self: soft mode without the i == j term (KO App. A Eq. 12).
         mean_free_path: hard mode locality length scale; > 0.
 
-    ``step(closure)`` evaluates ``closure`` once (if given), collides, then calls the base's
-    ``step()``; optimisers that re-evaluate closures themselves (L-BFGS) are not supported.
+    Closures: for a base whose ``step`` takes an optional closure (SGD, Adam, ...),
+    ``step(closure)`` evaluates ``closure`` once, collides, then calls the base's ``step()``. A base
+    whose ``step`` *requires* a closure (``torch.optim.LBFGS``) re-evaluates it several times per
+    step, each evaluation recomputing the gradients; it gets a wrapped closure that collides after
+    every evaluation, so every gradient it reads is a collided one (and ``step()`` without a closure
+    raises a ValueError naming the optimizer). In hard mode each evaluation draws fresh directions,
+    so L-BFGS sees a noisy objective: its line search and curvature pairs may suffer. Collision
+    statistics then describe the last evaluation; ``nonfinite_skips`` counts evaluations.
     Biases and other parameters are untouched and behave exactly as under the base optimizer.
+
+    Non-finite values: a layer whose gradient or weight holds a NaN/Inf (or whose collided gradient
+    would) keeps its gradient exactly as it is for that step, so the base optimizer and a
+    ``GradScaler`` treat it as they would without KO (a soft collision would otherwise spread one
+    NaN over every neuron of the layer). Such skips are counted per layer in
+    :attr:`nonfinite_skips` (checkpointed). Soft mode decides with ``torch.where`` on a 0-dim flag:
+    no host synchronisation (it costs two finite-valued copies of the layer's weight and gradient).
+    Hard mode reads the flags on the host (two syncs per layer: before the collision, so a skipped
+    layer costs no collision and no random draws, and after it), as its pair selection synchronises
+    anyway (the number of accepted pairs is data-dependent).
+
+    What a collision does to the descent direction (KO Eq. 8, SPEC §1.3): in hard mode neuron i
+    with ``k_i`` accepted partners gets ``g*_i = g_i + sum_j [(g_j - g_i)/2 + |g_i - g_j| n_ij/2]``,
+    whose expectation is ``(1 - k_i/2) g_i + (1/2) sum_j g_j``: it keeps ``1 - k_i/2`` of its own
+    gradient, nothing at ``k_i = 2`` and a reversed share at ``k_i >= 3``, so with many partners the
+    changed gradient can point uphill. Soft mode gives ``<g_new, g> = |g|^2 - coll_coef <g, M g>``
+    with ``M = C_w ∘ C_g`` (its diagonal alone takes ``coll_coef`` of ``|g|^2``). After every step
+    :attr:`collision_stats` reports per layer the alignment ``<g_new, g> / |g|^2`` (1: unchanged,
+    below 0: the collision turned the layer's descent direction into an ascent one) and the norm
+    ratio ``|g_new| / |g|`` (g: the layer's whole weight gradient before the collision, flattened),
+    as 0-dim tensors, so a training loop can log them without a host sync.
+
+    Per-step attributes (read after ``step``; a layer whose ``weight.grad`` was None in the last
+    step is absent from all of them):
+
+    * :attr:`collision_rates` / :attr:`collision_rate_tensors`: hard mode, accepted / candidate
+      pairs per layer (absent for a layer skipped for non-finite values; soft mode: empty);
+    * :attr:`collision_stats`: ``{layer: {"alignment", "norm_ratio", "skipped"}}``;
+    * :attr:`nonfinite_skips` / :attr:`nonfinite_skip_tensors`: cumulative skip counts per layer.
+
+    Pickling, ``copy.deepcopy`` and ``torch.save`` of the whole object work (hooks are dropped, as
+    for torch optimizers); ``state_dict``/``load_state_dict`` run the hooks registered with
+    ``register_(load_)state_dict_pre/post_hook`` with torch's semantics, and ``load_state_dict``
+    refuses a state saved with another mode, coll_coef, seed, exclude_self or mean_free_path.
     """
 
     def __init__(
@@ -116,7 +186,8 @@ class KineticOptimizer(Optimizer):
         exclude_self: bool = False,
         mean_free_path: float = 1.0,
     ) -> None:
-        # Deliberately no Optimizer.__init__: parameters, groups and state stay the base's own.
+        # Deliberately no Optimizer.__init__: parameters, groups and state stay the base's own, and
+        # the class's step is never patched (torch's own hooks run once, around the base's step).
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
         if mode not in ("soft", "hard"):
@@ -132,6 +203,11 @@ class KineticOptimizer(Optimizer):
         for name, module in layers.items():
             if not _has_matrix_weight(module):
                 raise ValueError(f"layer {name!r} has no weight with >= 2 dims to collide")
+            if getattr(module, "sparse", False):
+                raise ValueError(
+                    f"layer {name!r} ({type(module).__name__}) has sparse gradients "
+                    "(sparse=True); collisions need dense gradient rows"
+                )
             if id(module.weight) not in optimised:
                 raise ValueError(f"the weight of layer {name!r} is not optimised by the optimizer")
 
@@ -142,8 +218,14 @@ class KineticOptimizer(Optimizer):
         self.seed = int(seed)
         self.exclude_self = bool(exclude_self)
         self.mean_free_path = float(mean_free_path)
+        self._closure_required = _requires_closure(optimizer)
         self._generators: dict[str, torch.Generator] = {}
         self._rates: dict[str, Tensor] = {}
+        self._stats: dict[str, dict[str, Tensor]] = {}
+        self._skips: dict[str, Tensor] = {}
+        self._init_hooks()
+
+    def _init_hooks(self) -> None:
         # Attributes the torch.optim.Optimizer machinery (hooks, profiling) expects to exist.
         self._optimizer_step_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._optimizer_step_post_hooks: OrderedDict[int, Callable] = OrderedDict()
@@ -151,6 +233,22 @@ class KineticOptimizer(Optimizer):
         self._optimizer_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._optimizer_load_state_dict_pre_hooks: OrderedDict[int, Callable] = OrderedDict()
         self._optimizer_load_state_dict_post_hooks: OrderedDict[int, Callable] = OrderedDict()
+
+    # -- pickling (copy.deepcopy, pickle, torch.save of the object) -----------------------------
+    def __getstate__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {key: self.__dict__[key] for key in _PICKLED}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # type: ignore[override]
+        # Never Optimizer.__setstate__: it patches the class's step (global step hooks would then
+        # fire twice per step, once for the wrapper and once for the base).
+        missing = [key for key in _PICKLED if key not in state]
+        if missing:
+            raise ValueError(
+                f"cannot restore a KineticOptimizer from a state without {', '.join(missing)} "
+                "(not pickled by this version of KineticOptimizer)"
+            )
+        self.__dict__.update({key: state[key] for key in _PICKLED})
+        self._init_hooks()
 
     # -- the base optimizer's state, shared -----------------------------------------------------
     @property
@@ -205,31 +303,72 @@ class KineticOptimizer(Optimizer):
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[key]
 
+    def _count_skip(self, name: str, skipped: Tensor) -> None:
+        count = self._skips.get(name)
+        if count is None or count.device != skipped.device:
+            base = 0 if count is None else int(count)
+            count = torch.full((), base, dtype=torch.int64, device=skipped.device)
+        self._skips[name] = count + skipped.to(torch.int64)
+
     @torch.no_grad()
     def collide_gradients(self) -> None:
-        """Apply the collision to the chosen layers' ``weight.grad`` in place (``step`` calls it)."""
-        for name, module in self.layers.items():
-            weight = module.weight
-            if weight.grad is None:
-                continue
+        """Apply the collision to the chosen layers' ``weight.grad`` in place (``step`` calls it).
+
+        Replaces :attr:`collision_rate_tensors` and :attr:`collision_stats` by this call's values;
+        a layer whose gradient or weight is not all finite keeps its gradient (see the class doc).
+        """
+        work = [(name, m.weight) for name, m in self.layers.items() if m.weight.grad is not None]
+        for name, weight in work:
+            if weight.grad.is_sparse:
+                raise TypeError(f"layer {name!r} has a sparse gradient; collisions need dense rows")
+        self._rates = {}
+        self._stats = {}
+        for name, weight in work:
+            grad = weight.grad
+            finite = torch.isfinite(grad).all() & torch.isfinite(weight).all()
             if self.mode == "soft":
-                new = soft_collision(
-                    weight, weight.grad, self.coll_coef, exclude_self=self.exclude_self
-                )
+                # Finite stand-ins (the same values when finite): the collision never sees a NaN.
+                w_in = torch.where(finite, weight.detach(), 0)
+                g_in = torch.where(finite, grad, 0)
+                new = soft_collision(w_in, g_in, self.coll_coef, exclude_self=self.exclude_self)
+                ok = finite & torch.isfinite(new).all()
+                self._stats[name] = _stats(new, grad, ok)
+                weight.grad.copy_(torch.where(ok, new, grad))
             else:
-                new, result = hard_collision_with_stats(
-                    weight,
-                    weight.grad,
-                    self.coll_coef,
-                    mean_free_path=self.mean_free_path,
-                    generator=self._generator(weight.device),
-                )
-                self._rates[name] = result.collision_rate
-            weight.grad.copy_(new)
+                ok = bool(finite)
+                if ok:
+                    new, result = hard_collision_with_stats(
+                        weight,
+                        grad,
+                        self.coll_coef,
+                        mean_free_path=self.mean_free_path,
+                        generator=self._generator(weight.device),
+                    )
+                    ok = bool(torch.isfinite(new).all())
+                flag = torch.tensor(ok, device=grad.device)
+                if ok:
+                    self._rates[name] = result.collision_rate
+                    self._stats[name] = _stats(new, grad, flag)
+                    weight.grad.copy_(new)
+                else:
+                    self._stats[name] = _stats(grad, grad, flag)
+            self._count_skip(name, self._stats[name]["skipped"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Evaluate ``closure`` (if any), collide the chosen gradients, then step the base."""
+        """Collide the chosen gradients, then step the base (see the class doc for closures)."""
+        if self._closure_required:
+            if closure is None:
+                raise ValueError(
+                    f"{type(self.optimizer).__name__}.step requires a closure: call step(closure)"
+                )
+
+            def colliding_closure() -> Any:
+                loss = closure()
+                self.collide_gradients()
+                return loss
+
+            return self.optimizer.step(colliding_closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -242,8 +381,9 @@ class KineticOptimizer(Optimizer):
     def collision_rates(self) -> dict[str, float]:
         """Hard mode: accepted / candidate neuron pairs of the last step, per layer name.
 
-        Soft mode couples every pair with a continuous weight, so it has no rate (empty dict).
-        Reading this synchronises with the device.
+        Only layers that collided in the last step: a layer without a gradient, or skipped for
+        non-finite values, has no rate for that step. Soft mode couples every pair with a
+        continuous weight, so it has no rate (empty dict). Reading this synchronises with the device.
         """
         return {name: float(rate) for name, rate in self._rates.items()}
 
@@ -253,28 +393,106 @@ class KineticOptimizer(Optimizer):
         training loop can accumulate them and read once per epoch."""
         return dict(self._rates)
 
+    @property
+    def collision_stats(self) -> dict[str, dict[str, Tensor]]:
+        """What the last step's collision did to each layer's weight gradient (0-dim tensors).
+
+        ``{layer: {"alignment": <g_new, g> / |g|^2, "norm_ratio": |g_new| / |g|, "skipped": bool}}``
+        with ``g`` the whole weight gradient before the collision and ``g_new`` after it (both
+        flattened; float32 for half-precision gradients). Alignment 1 and norm ratio 1 for a zero
+        gradient (it stays zero). A layer skipped for non-finite values has ``skipped`` True and
+        NaN numbers (``<g, g>`` is undefined); a layer without a gradient is absent.
+        """
+        return {name: dict(stats) for name, stats in self._stats.items()}
+
+    @property
+    def nonfinite_skips(self) -> dict[str, int]:
+        """Per layer, how many collisions were skipped because the gradient or the weight (or the
+        collided gradient) held a NaN/Inf, since construction (or as loaded from a checkpoint).
+        Reading this synchronises with the device; :attr:`nonfinite_skip_tensors` does not."""
+        return {name: int(self._skips[name]) if name in self._skips else 0 for name in self.layers}
+
+    @property
+    def nonfinite_skip_tensors(self) -> dict[str, Tensor]:
+        """:attr:`nonfinite_skips` as 0-dim int64 tensors (layers that had a gradient so far)."""
+        return dict(self._skips)
+
     # -- checkpointing --------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in _CONFIG_KEYS}
+
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """The base's state dict plus a ``"kinetic"`` entry with the generators' states."""
+        """The base's state dict plus a ``"kinetic"`` entry: the configuration, the generators'
+        states and the non-finite skip counts (plain containers and tensors: loadable with
+        ``torch.load(weights_only=True)``). State-dict hooks run as for torch optimizers."""
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
         state = self.optimizer.state_dict()
         state["kinetic"] = {
-            "mode": self.mode,
-            "coll_coef": self.coll_coef,
-            "seed": self.seed,
+            **self._config(),
             "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "nonfinite_skips": self.nonfinite_skips,
         }
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            result = post_hook(self, state)
+            if result is not None:
+                state = result
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """Load a :meth:`state_dict`; a resumed run continues with the same random draws."""
+        """Load a :meth:`state_dict`; a resumed run continues with the same random draws.
+
+        Raises:
+            ValueError: the state was saved with another mode, coll_coef, seed, exclude_self or
+                mean_free_path (nothing is loaded then). A state without a ``"kinetic"`` entry
+                (a bare base optimizer's) loads the base only.
+        """
+        state_dict = dict(state_dict)  # shallow copy, as torch does
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         state_dict = dict(state_dict)
         kinetic = state_dict.pop("kinetic", None)
+        if kinetic is not None:
+            current = self._config()
+            for key in _CONFIG_KEYS:
+                if key in kinetic and kinetic[key] != current[key]:
+                    raise ValueError(
+                        f"the optimizer state was saved with {key}={kinetic[key]!r}, but this "
+                        f"KineticOptimizer has {key}={current[key]!r}"
+                    )
         self.optimizer.load_state_dict(state_dict)
-        if kinetic is None:
-            return
-        for key, gen_state in kinetic.get("generators", {}).items():
-            device = next(
-                (m.weight.device for m in self.layers.values() if m.weight.device.type == key),
-                torch.device(key),
-            )
-            self._generator(device).set_state(gen_state)
+        if kinetic is not None:
+            for key, gen_state in kinetic.get("generators", {}).items():
+                device = next(
+                    (m.weight.device for m in self.layers.values() if m.weight.device.type == key),
+                    torch.device(key),
+                )
+                self._generator(device).set_state(gen_state)
+            skips = kinetic.get("nonfinite_skips", {})
+            self._skips = {
+                name: torch.tensor(int(skips[name]), device=m.weight.device)
+                for name, m in self.layers.items()
+                if name in skips
+            }
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+
+def _stats(new: Tensor, grad: Tensor, ok: Tensor) -> dict[str, Tensor]:
+    """Alignment and norm ratio of ``new`` against ``grad`` (NaN where not ``ok``), no host sync."""
+    work = _compute_dtype(grad.dtype)
+    g = grad.detach().reshape(-1).to(work)
+    n = new.detach().reshape(-1).to(work)
+    gg = torch.dot(g, g)
+    nonzero = gg > 0
+    one = torch.ones((), dtype=work, device=g.device)
+    nan = torch.full((), math.nan, dtype=work, device=g.device)
+    alignment = torch.where(nonzero, torch.dot(n, g) / gg, one)
+    norm_ratio = torch.where(nonzero, torch.dot(n, n).sqrt() / gg.sqrt(), one)
+    return {
+        "alignment": torch.where(ok, alignment, nan),
+        "norm_ratio": torch.where(ok, norm_ratio, nan),
+        "skipped": ok.logical_not(),
+    }
