@@ -43,7 +43,13 @@ from experiments.core.io import (
 )
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import Task
-from experiments.engine.callbacks import CollisionRates, Condensation, PeakMemory, Throughput
+from experiments.engine.callbacks import (
+    CollisionEffect,
+    CollisionRates,
+    Condensation,
+    PeakMemory,
+    Throughput,
+)
 from experiments.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from experiments.engine.distributed import (
     DistInfo,
@@ -365,6 +371,7 @@ def run(cfg: DictConfig) -> float:
     logger = _make_logger(rc, config, run_dir, job_name) if p.dist.main else None
     callbacks = [
         CollisionRates(p.model, p.optimizer),
+        CollisionEffect(p.optimizer),
         Condensation(p.watch),
         PeakMemory(p.device),
         Throughput(),

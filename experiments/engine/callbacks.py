@@ -8,6 +8,8 @@ record of the initial model (``state.initial``) has no training behind it: callb
 
 * :class:`CollisionRates`: accepted / candidate pairs per collision site (KO hard collision on a
   layer, or a KITINet module), averaged over the interval's steps -> ``collision_rate.<site>``.
+* :class:`CollisionEffect`: KO's effect on each collided layer's gradient (alignment, norm ratio)
+  and the collisions skipped for non-finite values.
 * :class:`Condensation`: ``rho.<layer>``, ``max_cos.<layer>`` (and the layer's collision rate) of
   the watched layers (SPEC §1.6).
 * :class:`PeakMemory`: ``peak_memory_mb`` of the interval.
@@ -30,6 +32,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "Callback",
+    "CollisionEffect",
     "CollisionRates",
     "Condensation",
     "LoopState",
@@ -103,6 +106,7 @@ class CollisionRates(Callback):
         if self.optimizer is not None:
             self.sites += [n for n in getattr(self.optimizer, "layers", {}) if n not in self.sites]
         self.values: dict[str, list[Tensor]] = {}
+        self._last: dict[str, Any] = {}
 
     def on_batch_end(self, state: LoopState) -> None:
         for name, module in self.kitinet.items():
@@ -117,6 +121,9 @@ class CollisionRates(Callback):
         rates = getattr(self.optimizer, "collision_rate_tensors", None)
         if rates is None:
             rates = self.optimizer.collision_rates
+        if _stale(rates, self._last):  # a GradScaler skipped the step: nothing collided
+            return
+        self._last = dict(rates)
         for name, rate in rates.items():
             self.values.setdefault(name, []).append(torch.as_tensor(rate))
 
@@ -129,6 +136,57 @@ class CollisionRates(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"values": {k: [v.detach().cpu() for v in vs] for k, vs in self.values.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.values = {k: list(vs) for k, vs in state["values"].items()}
+
+
+def _stale(values: Mapping[str, Any], last: Mapping[str, Any]) -> bool:
+    """Whether ``values`` are the very objects read after the previous step (no new step ran)."""
+    return any(isinstance(v, Tensor) and v is last.get(k) for k, v in values.items())
+
+
+class CollisionEffect(Callback):
+    """What KO's collisions did to each collided layer's gradient, averaged over the interval's
+    steps: ``collision_alignment.<layer>`` = <g_new, g> / |g|^2 (1: unchanged, < 0: the collision
+    turned a descent direction into an ascent one, KO Eq. 8 with many partners) and
+    ``collision_norm_ratio.<layer>`` = |g_new| / |g|; and ``nonfinite_skips.<layer>``, how many
+    collisions so far were skipped because the gradient or weight held a NaN/Inf (the gradient was
+    left as it was). Reads :attr:`kinetics.KineticOptimizer.collision_stats` without host syncs."""
+
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer if hasattr(optimizer, "collision_stats") else None
+        self.layers = list(getattr(self.optimizer, "layers", {}))
+        self.values: dict[str, list[Tensor]] = {}
+        self._last: dict[str, Any] = {}
+
+    def on_step_end(self, state: LoopState) -> None:
+        if self.optimizer is None:
+            return
+        stats = self.optimizer.collision_stats
+        firsts = {name: s["alignment"] for name, s in stats.items()}
+        if _stale(firsts, self._last):  # a GradScaler skipped the step: nothing collided
+            return
+        self._last = firsts
+        for name, s in stats.items():
+            for key in ("alignment", "norm_ratio"):
+                self.values.setdefault(f"{key}.{name}", []).append(s[key].detach().float())
+
+    def on_record(self, state: LoopState, record: Record) -> None:
+        if self.optimizer is None:
+            return
+        skips = self.optimizer.nonfinite_skip_tensors
+        for name in self.layers:
+            for key in ("alignment", "norm_ratio"):
+                values = self.values.get(f"{key}.{name}")
+                # nanmean: a skipped step has NaN numbers and is counted in nonfinite_skips
+                mean = float(torch.stack(values).nanmean()) if values else None
+                record[f"collision_{key}.{name}"] = None if mean != mean else mean
+            record[f"nonfinite_skips.{name}"] = int(skips[name]) if name in skips else 0
+        self.values = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": {k: [v.cpu() for v in vs] for k, vs in self.values.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.values = {k: list(vs) for k, vs in state["values"].items()}

@@ -210,3 +210,36 @@ def test_warmup_steps_need_a_per_step_schedule() -> None:
 
     with pytest.raises(ConfigError, match=r"scheduler.warmup_steps=4 needs scheduler.interval"):
         validate(compose_cfg("scheduler=cosine", "scheduler.warmup_steps=4"))
+
+
+def test_ko_effect_and_nonfinite_skips_are_logged() -> None:
+    """A NaN in one batch's targets makes that step's gradient NaN: KO leaves the layer alone,
+    the record counts the skips, and the alignment averages the steps that collided."""
+    from experiments.engine.callbacks import CollisionEffect
+    from kinetics import KineticOptimizer
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 8)
+    x, y = regression(32)
+    y = y.repeat(1, 8)
+    y[20] = float("nan")  # in the third batch of 8
+    task = TensorTask(x, y, x[:8], y[:8])
+    base = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer = KineticOptimizer(base, {"fc": model}, "hard", coll_coef=0.99, seed=0)
+    trainer = TrainerConfig(epochs=1, batch_size=8)
+    data = TensorBatches(x, y, 8, shuffle=False)
+    result = fit(
+        model,
+        optimizer,
+        task,
+        data,
+        data,
+        trainer,
+        device=CPU,
+        callbacks=[CollisionEffect(optimizer)],
+    )
+    record = result.final
+    # step 3: NaN gradient; SGD then applies it (as without KO), so step 4 has a NaN weight
+    assert record["nonfinite_skips.fc"] == 2
+    assert record["collision_alignment.fc"] < 1.0  # steps 1 and 2 collided (many partners)
+    assert record["collision_norm_ratio.fc"] > 0

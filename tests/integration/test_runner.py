@@ -60,6 +60,9 @@ def test_bare_run_writes_every_file(tmp_path: Path) -> None:
         "rho.fc1",
         "max_cos.fc1",
         "collision_rate.fc1",
+        "collision_alignment.fc1",
+        "collision_norm_ratio.fc1",
+        "nonfinite_skips.fc1",
     }
     assert all(set(r) == expected for r in records)
     last = records[-1]
