@@ -14,6 +14,7 @@ a custom autograd function whose memory is O(S D + K) for K accepted pairs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,10 +24,11 @@ from torch import Tensor, nn
 from kinetics.dsmc import (
     _check_coef,
     _compute_dtype,
+    _make_safe,
+    _select_safe,
     collide,
     collide_features,
     collide_pairs,
-    select_pairs,
 )
 
 __all__ = ["KITINet", "KITINetConfig", "kitinet_collision", "kitinet_collision_with_rate"]
@@ -47,6 +49,14 @@ def _check_heads(num_features: int, collision_heads: int) -> int:
             f"allowed values are the divisors of {num_features}"
         )
     return num_features // collision_heads
+
+
+def _rows(t: Tensor, work: torch.dtype, collision_heads: int) -> Tensor:
+    """Features (S, D) as particle rows (S * N, heads), particle i of system s at row s*N + i."""
+    n_sys = t.shape[0]
+    return (
+        t.to(work).reshape(n_sys, collision_heads, -1).transpose(1, 2).reshape(-1, collision_heads)
+    )
 
 
 def kitinet_collision_with_rate(
@@ -80,16 +90,31 @@ def kitinet_collision_with_rate(
     work = _compute_dtype(x.dtype)
     xp = x.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
     vp = v.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
-    # The selection (no gradient, chunked over systems) gives the accepted pairs once.
-    pairs, _ = select_pairs(xp, vp, coll_coef, mean_free_path)
+    # The selection (no gradient, chunked over systems) gives the accepted pairs once, on
+    # systems rescaled where needed; non-finite systems select nothing (see kinetics.dsmc).
+    safe = _make_safe(xp, vp, mean_free_path)
+    pairs, _ = _select_safe(safe, coll_coef, mean_free_path)
     k = pairs.shape[0]
-    rate = torch.tensor(k / (n_sys * n * (n - 1) // 2), device=x.device)
+    finite = n_sys - (int(safe.nonfinite.sum()) if safe.nonfinite is not None else 0)
+    candidates = finite * (n * (n - 1) // 2)
+    rate = torch.tensor(k / candidates if candidates else math.nan, device=x.device)
     if directions is not None and directions.shape[0] != k:
         raise ValueError(f"directions has {directions.shape[0]} rows but {k} pairs collided")
     if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
         return torch.add(x, v, alpha=dt), rate
 
     kwargs = dict(generator=generator, directions=directions, position_update=position_update)
+    if safe.v_scale is not None:
+        # Velocities outside the safe range: collide them rescaled (the step is homogeneous in v)
+        # on particle rows, scale v' back exactly (powers of two), then drift.
+        scale = safe.v_scale.repeat_interleave(n).unsqueeze(-1)  # per particle row
+        x_rows = _rows(x, work, collision_heads)
+        v_new, x_new = collide_pairs(
+            x_rows, _rows(v, work, collision_heads) * scale, pairs, n, **kwargs
+        )
+        out = torch.add(x_new if x_new is not None else x_rows, v_new / scale, alpha=dt)
+        out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
+        return out.to(x.dtype), rate
     if k <= _ROWS_FROM * n_sys * n:
         # Few pairs: change x + dt v in place on strided views, no layout copies.
         out = collide_features(
@@ -99,16 +124,8 @@ def kitinet_collision_with_rate(
 
     # Many pairs: per-pair gathers and scatters are much faster on particle-major rows, worth
     # copying x and v into that layout (and the result back).
-    def rows(t: Tensor) -> Tensor:
-        return (
-            t.to(work)
-            .reshape(n_sys, collision_heads, n)
-            .transpose(1, 2)
-            .reshape(-1, collision_heads)
-        )
-
-    x_rows = rows(x)
-    v_new, x_new = collide_pairs(x_rows, rows(v), pairs, n, **kwargs)
+    x_rows = _rows(x, work, collision_heads)
+    v_new, x_new = collide_pairs(x_rows, _rows(v, work, collision_heads), pairs, n, **kwargs)
     out = torch.add(x_new if x_new is not None else x_rows, v_new, alpha=dt)
     out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
     return out.to(x.dtype), rate
