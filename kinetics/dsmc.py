@@ -195,6 +195,12 @@ def _power_of_two(amax: Tensor, finite: Tensor) -> tuple[Tensor, Tensor]:
     return exponent, torch.ldexp(torch.ones_like(amax), exponent.neg())
 
 
+def _max_abs(t: Tensor) -> Tensor:
+    """Max-abs per system of (S, N, d), NaN where a system holds a NaN. max(amax, -amin): two
+    vectorised reductions, no abs copy (~5x faster than vector_norm(ord=inf) on CPU)."""
+    return torch.maximum(t.amax(dim=(-2, -1)), t.amin(dim=(-2, -1)).neg_())
+
+
 class _Safe(NamedTuple):
     """Inputs of the selection brought into a safe scale (see :func:`_make_safe`)."""
 
@@ -229,10 +235,17 @@ def _make_safe(x: Tensor, v: Tensor, mean_free_path: float) -> _Safe:
       distance, i.e. a factor 0: what exact arithmetic gives in float32).
     * systems with a NaN or Inf in x or v are zeroed for the selection: they accept no pair.
     """
-    amax_x = torch.linalg.vector_norm(x, math.inf, dim=(-2, -1))  # NaN if any entry is NaN
-    amax_v = torch.linalg.vector_norm(v, math.inf, dim=(-2, -1))
-    finite = torch.isfinite(amax_x).logical_and_(torch.isfinite(amax_v))
+    if x.numel() == 0:
+        return _Safe(x, v, None, None, None)
+    amax_x, amax_v = _max_abs(x), _max_abs(v)
     low, high = _safe_range(x.dtype)
+    # Fast check (few tiny ops, one host sync): every max-abs in range or 0. NaN propagates
+    # through aminmax and fails the comparison, as does Inf.
+    both = torch.stack([amax_x, amax_v])
+    smallest, largest = torch.aminmax(both.masked_fill_(both == 0, 1.0))
+    if low <= smallest.item() and largest.item() <= high:
+        return _Safe(x, v, None, None, None)
+    finite = torch.isfinite(amax_x).logical_and_(torch.isfinite(amax_v))
 
     def outside(amax: Tensor) -> Tensor:
         return ((amax > high) | ((amax < low) & (amax > 0))).logical_and_(finite)
