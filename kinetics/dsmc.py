@@ -27,6 +27,31 @@ Everything after the selection costs O(K d) for K accepted pairs, in chunks of b
 (:func:`collide_pairs`, :func:`collide_features`) that saves the velocities, the pair list, one
 weight per particle and the directions while they are small (else the generator state: backward
 redraws them), never autograd's per-pair intermediates.
+
+Numerics (issue 9). Precision: half-precision inputs (float16, bfloat16) are computed in float32
+and returned in their own dtype; float32 and float64 run in their own precision. Scale: the Gram
+distances square the inputs, so float32 systems with entries of 1e19 overflow and 1e-30 underflow
+(and the velocity update's ``|v_i - v_j|`` with them). :func:`_make_safe` takes one max-abs per
+system of ``x`` and of ``v`` (two vectorised reductions, negligible beside the Gram matmul); when
+every one lies in ``[2^(emin/3), 2^(emax/3)]`` of the dtype (float32: about [2e-13, 4e12]) or is 0,
+nothing else happens and the results are bitwise those of the plain code. Otherwise each system
+is multiplied by a power of two bringing its max-abs into [0.5, 1):
+
+* velocities: the selection compares ``v_r`` with ``(1 - coll_coef) max v_r`` of the same system,
+  invariant to scaling v; the velocity update is homogeneous of degree 1 in v, so :func:`collide`
+  and KITINet collide the scaled velocities and divide v' by the same power of two. Powers of two
+  are exact: an in-range system gets bitwise its unscaled result, an out-of-range one the result
+  exact arithmetic would give (v scaled by 2^70 gives exactly 2^70 times the result);
+* positions: ``exp(-x_r / mean_free_path)`` is not scale invariant, so the scaled distance is
+  multiplied back (by ``2^e / mean_free_path``) inside the score; a product beyond float range
+  reads as an infinite distance (factor 0), an identical pair as distance 0 at any scale. The
+  position prefilter is skipped then (same decisions, every entry scored).
+
+Non-finite input: a system with a NaN or Inf in ``x`` or ``v`` is zeroed for the selection, so it
+accepts no pair and its particles keep their inputs (KITINet: ``x + dt v`` there); the other
+systems are bitwise unaffected. :class:`DSMCResult` flags such systems in ``nonfinite`` and its
+``collision_rate`` counts only finite systems (NaN when none is). :func:`collide_pairs` and
+:func:`collide_features` do no rescaling: they expect velocities in a safe range.
 """
 
 from __future__ import annotations

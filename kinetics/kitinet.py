@@ -10,6 +10,15 @@ Training cost: the pair selection (:func:`kinetics.dsmc.select_pairs`, no autogr
 Gram matmuls per system at most) dominates. When no pair collides the result is exactly
 ``torch.add(x, v, alpha=dt)``; otherwise the changes of the colliding particles are added to it by
 a custom autograd function whose memory is O(S D + K) for K accepted pairs.
+
+Numerics (see :mod:`kinetics.dsmc`): float16/bfloat16 features are collided in float32 and the
+output cast back (an Inf in the output then means the float32 result itself exceeds the half range).
+Systems whose features are outside a safe range (float32: max-abs beyond about [2e-13, 4e12]) are
+rescaled by powers of two for the selection and the velocity update, so velocities of 1e19 or
+1e-30 collide as at 1; the positions' scale stays exact in ``exp(-x_r / mean_free_path)``. A system
+(sample or token) with a NaN or Inf in ``x`` or ``v`` is not collided: its output is ``x + dt v``,
+it leaves every other system unchanged, and the reported collision rate counts only the finite
+systems (NaN if there is none).
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ def kitinet_collision_with_rate(
 
     ``directions`` (K, collision_heads), if given, replaces the random directions of the K accepted
     pairs in row-major (system, i, j) order; it exists for exact tests against a reference.
+    The rate counts the pairs of finite systems only (NaN if no system is finite).
     """
     if x.dim() != 2 or x.shape != v.shape:
         raise ValueError(
