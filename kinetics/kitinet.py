@@ -10,10 +10,20 @@ Training cost: the pair selection (:func:`kinetics.dsmc.select_pairs`, no autogr
 Gram matmuls per system at most) dominates. When no pair collides the result is exactly
 ``torch.add(x, v, alpha=dt)``; otherwise the changes of the colliding particles are added to it by
 a custom autograd function whose memory is O(S D + K) for K accepted pairs.
+
+Numerics (see :mod:`kinetics.dsmc`): float16/bfloat16 features are collided in float32 and the
+output cast back (an Inf in the output then means the float32 result itself exceeds the half range).
+Systems whose features are outside a safe range (float32: max-abs beyond about [2e-13, 4e12]) are
+rescaled by powers of two for the selection and the velocity update, so velocities of 1e19 or
+1e-30 collide as at 1; the positions' scale stays exact in ``exp(-x_r / mean_free_path)``. A system
+(sample or token) with a NaN or Inf in ``x`` or ``v`` is not collided: its output is ``x + dt v``,
+it leaves every other system unchanged, and the reported collision rate counts only the finite
+systems (NaN if there is none).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,10 +33,11 @@ from torch import Tensor, nn
 from kinetics.dsmc import (
     _check_coef,
     _compute_dtype,
+    _make_safe,
+    _select_safe,
     collide,
     collide_features,
     collide_pairs,
-    select_pairs,
 )
 
 __all__ = ["KITINet", "KITINetConfig", "kitinet_collision", "kitinet_collision_with_rate"]
@@ -49,6 +60,14 @@ def _check_heads(num_features: int, collision_heads: int) -> int:
     return num_features // collision_heads
 
 
+def _rows(t: Tensor, work: torch.dtype, collision_heads: int) -> Tensor:
+    """Features (S, D) as particle rows (S * N, heads), particle i of system s at row s*N + i."""
+    n_sys = t.shape[0]
+    return (
+        t.to(work).reshape(n_sys, collision_heads, -1).transpose(1, 2).reshape(-1, collision_heads)
+    )
+
+
 def kitinet_collision_with_rate(
     x: Tensor,
     v: Tensor,
@@ -65,6 +84,7 @@ def kitinet_collision_with_rate(
 
     ``directions`` (K, collision_heads), if given, replaces the random directions of the K accepted
     pairs in row-major (system, i, j) order; it exists for exact tests against a reference.
+    The rate counts the pairs of finite systems only (NaN if no system is finite).
     """
     if x.dim() != 2 or x.shape != v.shape:
         raise ValueError(
@@ -80,16 +100,31 @@ def kitinet_collision_with_rate(
     work = _compute_dtype(x.dtype)
     xp = x.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
     vp = v.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
-    # The selection (no gradient, chunked over systems) gives the accepted pairs once.
-    pairs, _ = select_pairs(xp, vp, coll_coef, mean_free_path)
+    # The selection (no gradient, chunked over systems) gives the accepted pairs once, on
+    # systems rescaled where needed; non-finite systems select nothing (see kinetics.dsmc).
+    safe = _make_safe(xp, vp, mean_free_path)
+    pairs, _ = _select_safe(safe, coll_coef, mean_free_path)
     k = pairs.shape[0]
-    rate = torch.tensor(k / (n_sys * n * (n - 1) // 2), device=x.device)
+    finite = n_sys - (int(safe.nonfinite.sum()) if safe.nonfinite is not None else 0)
+    candidates = finite * (n * (n - 1) // 2)
+    rate = torch.tensor(k / candidates if candidates else math.nan, device=x.device)
     if directions is not None and directions.shape[0] != k:
         raise ValueError(f"directions has {directions.shape[0]} rows but {k} pairs collided")
     if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
         return torch.add(x, v, alpha=dt), rate
 
     kwargs = dict(generator=generator, directions=directions, position_update=position_update)
+    if safe.v_scale is not None:
+        # Velocities outside the safe range: collide them rescaled (the step is homogeneous in v)
+        # on particle rows, scale v' back exactly (powers of two), then drift.
+        scale = safe.v_scale.repeat_interleave(n).unsqueeze(-1)  # per particle row
+        x_rows = _rows(x, work, collision_heads)
+        v_new, x_new = collide_pairs(
+            x_rows, _rows(v, work, collision_heads) * scale, pairs, n, **kwargs
+        )
+        out = torch.add(x_new if x_new is not None else x_rows, v_new / scale, alpha=dt)
+        out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
+        return out.to(x.dtype), rate
     if k <= _ROWS_FROM * n_sys * n:
         # Few pairs: change x + dt v in place on strided views, no layout copies.
         out = collide_features(
@@ -99,16 +134,8 @@ def kitinet_collision_with_rate(
 
     # Many pairs: per-pair gathers and scatters are much faster on particle-major rows, worth
     # copying x and v into that layout (and the result back).
-    def rows(t: Tensor) -> Tensor:
-        return (
-            t.to(work)
-            .reshape(n_sys, collision_heads, n)
-            .transpose(1, 2)
-            .reshape(-1, collision_heads)
-        )
-
-    x_rows = rows(x)
-    v_new, x_new = collide_pairs(x_rows, rows(v), pairs, n, **kwargs)
+    x_rows = _rows(x, work, collision_heads)
+    v_new, x_new = collide_pairs(x_rows, _rows(v, work, collision_heads), pairs, n, **kwargs)
     out = torch.add(x_new if x_new is not None else x_rows, v_new, alpha=dt)
     out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
     return out.to(x.dtype), rate
