@@ -30,10 +30,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from kinetics._scale import make_safe
 from kinetics.dsmc import (
     _check_coef,
     _compute_dtype,
-    _make_safe,
     _select_safe,
     collide,
     collide_features,
@@ -102,7 +102,7 @@ def kitinet_collision_with_rate(
     vp = v.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
     # The selection (no gradient, chunked over systems) gives the accepted pairs once, on
     # systems rescaled where needed; non-finite systems select nothing (see kinetics.dsmc).
-    safe = _make_safe(xp, vp, mean_free_path)
+    safe = make_safe(xp, vp, mean_free_path)
     pairs, _ = _select_safe(safe, coll_coef, mean_free_path)
     k = pairs.shape[0]
     finite = n_sys - (int(safe.nonfinite.sum()) if safe.nonfinite is not None else 0)
