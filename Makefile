@@ -10,6 +10,9 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export PYTHONHASHSEED ?= 0
+# Extra overrides for every run a target starts, e.g. HYDRA_ARGS="overwrite=true" to redo a target
+# whose multirun/ dirs already hold runs (they are refused otherwise), or "resume=auto".
+HYDRA_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde clean
@@ -34,7 +37,7 @@ lock: ## re-resolve the environment from pyproject.toml and rewrite requirements
 	touch $(STAMP)
 
 run: $(STAMP)  ## run the default experiment (KO Fig. 2 setting, soft collision) offline
-	$(PY) run.py
+	$(PY) run.py $(HYDRA_ARGS)
 
 lint: $(STAMP)  ## ruff lint + format check
 	$(PY) -m ruff check .
@@ -57,20 +60,20 @@ bench: $(STAMP)  ## speed and memory benchmarks -> results/bench/
 	$(PY) scripts/bench.py --out results/bench
 
 figure-ko-fig2: $(STAMP)  ## KO Fig. 2: activations x {none, soft, hard}, 3 seeds, heat-map grid -> results/ko_fig2/
-	$(PY) run.py --multirun experiment=ko/fig2 seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig2
+	$(PY) run.py --multirun experiment=ko/fig2 seed=$(SEEDS) hydra.sweep.dir=multirun/ko_fig2 $(HYDRA_ARGS)
 	$(PY) scripts/render.py ko-fig2 --runs multirun/ko_fig2 --out results/ko_fig2
 
 table-kitinet-fc: $(STAMP)  ## KITINet §5.7 FC net: test-loss change vs the paper, 3 seeds -> results/kitinet_fc/
-	$(PY) run.py --multirun experiment=kitinet/fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc
+	$(PY) run.py --multirun experiment=kitinet/fc seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_fc $(HYDRA_ARGS)
 	$(PY) scripts/render.py kitinet-fc --runs multirun/kitinet_fc --out results/kitinet_fc
 
 table-kitinet-skip: $(STAMP)  ## KITINet §5.7 6-layer skip net: KITINet in the last 0/1/2 blocks, 3 seeds -> results/kitinet_skip/
-	$(PY) run.py --multirun experiment=kitinet/skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip
+	$(PY) run.py --multirun experiment=kitinet/skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip $(HYDRA_ARGS)
 	$(PY) scripts/render.py sweep --runs multirun/kitinet_skip --out results/kitinet_skip
 
 mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, small ResNet-18, SGD / +S.C. / +H.C. / KITI, 3 seeds -> results/mini_vision/
 	bash scripts/fetch_fashion_mnist.sh
-	$(PY) run.py --multirun experiment=mini/vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision
+	$(PY) run.py --multirun experiment=mini/vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision $(HYDRA_ARGS)
 	$(PY) scripts/render.py sweep --runs multirun/mini_vision --out results/mini_vision
 
 # --- KO Table 1 / KITINet Table 3 (GPU-scale: 200 / 160 epochs of CIFAR ResNets; not for this machine).
@@ -79,7 +82,6 @@ mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, sma
 # -> ko_table1_x; Hydra numbers jobs from 0 in each). RENDER_ONLY=1 skips the runs and re-renders
 # what exists ("missing" cells); with no runs at all a committed result is left as it is. HYDRA_ARGS passes extra overrides, e.g. HYDRA_ARGS="hydra/launcher=submitit_slurm hydra.launcher.partition=<p>".
 RENDER_ONLY ?= 0
-HYDRA_ARGS ?=
 KO_TABLE1_ROWS := $(foreach m,18 34 50,$(foreach v,sgd sc hc,ko/table1_resnet$(m)_$(v)))
 KITINET_TABLE3_ROWS := $(foreach m,34 50 101 152,$(foreach v,vanilla kiti,kitinet/table3_resnet$(m)_$(v)))
 # $(call run_rows,<experiments>,<dir>): one multirun per experiment into multirun/<dir>/<its name>
