@@ -63,7 +63,7 @@ from experiments.engine.probe import check_kitinet_sizes, model_cost, sample_inp
 from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
 from experiments.engine.runtime import resolve_device, seed_everything
 from experiments.engine.schedulers import build_scheduler
-from kinetics import KITINetConfig
+from kinetics import KITINetConfig, neuron_view
 
 __all__ = [
     "build_model",
@@ -428,7 +428,7 @@ def _write_outputs(
 ) -> None:
     """The watched layers' final weights and heat maps, then ``summary.json`` (last: its presence
     means the run finished)."""
-    weights = {name: m.weight.detach().cpu().clone() for name, m in p.watch.items()}
+    weights = {n: neuron_view(m, m.weight).detach().cpu().clone() for n, m in p.watch.items()}
     atomic_torch_save(run_dir / "weights_final.pt", weights)
     activation = rc.model.kwargs.get("activation", "")
     for name, weight in weights.items():

@@ -20,7 +20,13 @@ from kinetics.metrics import (
     plot_cosine_heatmap,
     rho,
 )
-from kinetics.optimizer import KineticOptimizer, find_classifier, select_modules
+from kinetics.optimizer import (
+    KineticOptimizer,
+    find_classifier,
+    last_block,
+    neuron_view,
+    select_modules,
+)
 
 __all__ = [
     "KITINet",
@@ -33,7 +39,9 @@ __all__ = [
     "find_classifier",
     "hard_collision",
     "kitinet_collision",
+    "last_block",
     "max_offdiag_abs_cos",
+    "neuron_view",
     "plot_cosine_heatmap",
     "rho",
     "select_modules",

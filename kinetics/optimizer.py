@@ -22,9 +22,21 @@ from torch.optim import Optimizer
 from kinetics.collision import hard_collision_with_stats, soft_collision
 from kinetics.dsmc import _check_coef, _compute_dtype
 
-__all__ = ["KineticOptimizer", "find_classifier", "select_modules"]
+__all__ = [
+    "MAX_NEURONS",
+    "KineticOptimizer",
+    "find_classifier",
+    "last_block",
+    "neuron_view",
+    "neurons_are_columns",
+    "select_modules",
+]
 
 CollisionMode = Literal["soft", "hard"]
+
+# Layers with more neurons (rows) than this are refused unless the caller raises the limit: their
+# pairs (n (n - 1) / 2, 1.25e9 for a 50k-token LM head) make every step very slow.
+MAX_NEURONS = 16384
 
 
 def find_classifier(model: nn.Module) -> tuple[str, nn.Module]:
@@ -50,13 +62,50 @@ def _has_matrix_weight(module: nn.Module) -> bool:
     return isinstance(weight, Tensor) and weight.dim() >= 2
 
 
+def neurons_are_columns(module: nn.Module) -> bool:
+    """Whether ``module`` stores its weight as ``(in, out)``: transformers' ``Conv1D`` (GPT-2),
+    recognised by its ``nx``/``nf`` sizes without importing transformers. Its neurons are the
+    columns of the stored weight."""
+    weight = getattr(module, "weight", None)
+    nx, nf = getattr(module, "nx", None), getattr(module, "nf", None)
+    return (
+        type(module).__name__ == "Conv1D"
+        and isinstance(weight, Tensor)
+        and isinstance(nx, int)
+        and tuple(weight.shape) == (nx, nf)
+    )
+
+
+def neuron_view(module: nn.Module, tensor: Tensor) -> Tensor:
+    """``tensor`` (the module's weight or its gradient) with one neuron per row: transposed for a
+    layer that stores ``(in, out)`` (:func:`neurons_are_columns`), as it is otherwise."""
+    return tensor.t() if neurons_are_columns(module) else tensor
+
+
+def last_block(model: nn.Module) -> tuple[str, nn.Module]:
+    """The last block of the model's stack of blocks and its name: the last element of the longest
+    ``nn.ModuleList`` whose elements are all of one type (GPT-2's ``transformer.h``, Qwen2's and
+    Llama's ``model.layers``, BERT's ``encoder.layer``, a ResNet-like ``blocks``)."""
+    stacks = [
+        (len(m), name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList) and len(m) and len({type(b) for b in m}) == 1
+    ]
+    if not stacks:
+        raise ValueError(f"{type(model).__name__} has no nn.ModuleList of blocks")
+    _, name, stack = max(stacks, key=lambda item: item[0])
+    return f"{name}.{len(stack) - 1}", stack[len(stack) - 1]
+
+
 def select_modules(model: nn.Module, patterns: str | Iterable[str]) -> dict[str, nn.Module]:
     """Layers of ``model`` whose weights should collide, by name.
 
     Each pattern is matched with :func:`fnmatch.fnmatch` against the names of
     ``model.named_modules()`` (e.g. ``"fc"``, ``"layer4.*.conv*"``, ``"blocks.11.*"``); only modules
-    with a weight of two or more dimensions (Linear, Conv) are kept. The pattern ``"head"`` means the
-    classifier head (:func:`find_classifier`) unless a module is literally named ``head``.
+    with a weight of two or more dimensions (Linear, Conv, transformers' Conv1D) are kept. The
+    pattern ``"head"`` means the classifier head (:func:`find_classifier`) unless a module is
+    literally named ``head``; ``"last_block"`` means every such layer of the model's last block
+    (:func:`last_block`: the last transformer layer of GPT-2, Qwen2, Llama, BERT; KO Table 6).
 
     Raises:
         ValueError: when a pattern matches no such module (the message lists the candidates).
@@ -69,6 +118,9 @@ def select_modules(model: nn.Module, patterns: str | Iterable[str]) -> dict[str,
         if pattern == "head" and "head" not in candidates:
             name, module = find_classifier(model)
             hits = {name: module}
+        elif pattern == "last_block" and "last_block" not in candidates:
+            prefix, _ = last_block(model)
+            hits = {n: m for n, m in candidates.items() if n.startswith(prefix + ".")}
         else:
             hits = {name: m for name, m in candidates.items() if fnmatch.fnmatch(name, pattern)}
         if not hits:
@@ -129,6 +181,7 @@ class KineticOptimizer(Optimizer):
             directions and replicas stay bit-identical.
         exclude_self: soft mode without the i == j term (KO App. A Eq. 12).
         mean_free_path: hard mode locality length scale; > 0.
+        max_neurons: refuse a layer with more neurons than this (default 16384).
 
     Closures: for a base whose ``step`` takes an optional closure (SGD, Adam, ...),
     ``step(closure)`` evaluates ``closure`` once, collides, then calls the base's ``step()``. A base
@@ -185,6 +238,7 @@ class KineticOptimizer(Optimizer):
         seed: int = 0,
         exclude_self: bool = False,
         mean_free_path: float = 1.0,
+        max_neurons: int = MAX_NEURONS,
     ) -> None:
         # Deliberately no Optimizer.__init__: parameters, groups and state stay the base's own, and
         # the class's step is never patched (torch's own hooks run once, around the base's step).
@@ -210,6 +264,13 @@ class KineticOptimizer(Optimizer):
                 )
             if id(module.weight) not in optimised:
                 raise ValueError(f"the weight of layer {name!r} is not optimised by the optimizer")
+            neurons = neuron_view(module, module.weight).shape[0]
+            if neurons > max_neurons:
+                raise ValueError(
+                    f"layer {name!r} has {neurons} neurons, i.e. {neurons * (neurons - 1) // 2:,} "
+                    f"pairs per collision, more than max_neurons={max_neurons} allows (an LM head "
+                    "or a tied embedding?); leave it out, or raise max_neurons"
+                )
 
         self.optimizer = optimizer
         self.layers = layers
@@ -317,14 +378,16 @@ class KineticOptimizer(Optimizer):
         Replaces :attr:`collision_rate_tensors` and :attr:`collision_stats` by this call's values;
         a layer whose gradient or weight is not all finite keeps its gradient (see the class doc).
         """
-        work = [(name, m.weight) for name, m in self.layers.items() if m.weight.grad is not None]
-        for name, weight in work:
-            if weight.grad.is_sparse:
+        work = [(name, m) for name, m in self.layers.items() if m.weight.grad is not None]
+        for name, module in work:
+            if module.weight.grad.is_sparse:
                 raise TypeError(f"layer {name!r} has a sparse gradient; collisions need dense rows")
         self._rates = {}
         self._stats = {}
-        for name, weight in work:
-            grad = weight.grad
+        for name, module in work:
+            # one neuron per row: a view, so writing into it writes the stored gradient
+            weight = neuron_view(module, module.weight)
+            grad = neuron_view(module, module.weight.grad)
             finite = torch.isfinite(grad).all() & torch.isfinite(weight).all()
             if self.mode == "soft":
                 # Finite stand-ins (the same values when finite): the collision never sees a NaN.
@@ -333,7 +396,7 @@ class KineticOptimizer(Optimizer):
                 new = soft_collision(w_in, g_in, self.coll_coef, exclude_self=self.exclude_self)
                 ok = finite & torch.isfinite(new).all()
                 self._stats[name] = _stats(new, grad, ok)
-                weight.grad.copy_(torch.where(ok, new, grad))
+                grad.copy_(torch.where(ok, new, grad))
             else:
                 ok = bool(finite)
                 if ok:
@@ -349,7 +412,7 @@ class KineticOptimizer(Optimizer):
                 if ok:
                     self._rates[name] = result.collision_rate
                     self._stats[name] = _stats(new, grad, flag)
-                    weight.grad.copy_(new)
+                    grad.copy_(new)
                 else:
                     self._stats[name] = _stats(grad, grad, flag)
             self._count_skip(name, self._stats[name]["skipped"])

@@ -203,6 +203,7 @@ class Condensation(Callback):
         self.watch = dict(watch)
 
     def on_record(self, state: LoopState, record: Record) -> None:
+        from kinetics import neuron_view
         from kinetics.metrics import max_offdiag_abs_cos, rho
 
         rates = {
@@ -211,8 +212,9 @@ class Condensation(Callback):
             if k.startswith("collision_rate.")
         }
         for name, module in self.watch.items():
-            record[f"rho.{name}"] = rho(module.weight)
-            record[f"max_cos.{name}"] = max_offdiag_abs_cos(module.weight)
+            weight = neuron_view(module, module.weight)  # one neuron per row (Conv1D: columns)
+            record[f"rho.{name}"] = rho(weight)
+            record[f"max_cos.{name}"] = max_offdiag_abs_cos(weight)
             record[f"collision_rate.{name}"] = _rate_for(name, rates)
 
 
