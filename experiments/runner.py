@@ -57,7 +57,7 @@ from experiments.engine.distributed import (
     init_distributed,
     replicas_identical,
 )
-from experiments.engine.loop import fit
+from experiments.engine.loop import fit, steps_per_epoch
 from experiments.engine.optim import build_optimizer
 from experiments.engine.probe import check_kitinet_sizes, model_cost, sample_inputs
 from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
@@ -318,7 +318,7 @@ def prepare(rc: RunConfig) -> Prepared:
     check_kitinet_sizes(model, sample)
     cost = {**model_cost(model, sample), **task.model_stats(rc.model.name, rc.model.kwargs)}
     # After the loaders: a per-update schedule needs their length (batches per process).
-    steps = -(-len(train_data) // rc.trainer.grad_accum_steps)
+    steps = steps_per_epoch(train_data, rc.trainer.grad_accum_steps)
     scheduler = build_scheduler(rc, base, steps_per_epoch=steps)
     forward_module = model
     if dist.enabled:

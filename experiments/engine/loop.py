@@ -50,7 +50,7 @@ from experiments.engine.checkpoint import (
 from experiments.engine.rundir import MetricsWriter, RunLogger
 from experiments.engine.runtime import autocast, float32, progress_enabled, to_device
 
-__all__ = ["CHECKPOINT_NAME", "FitResult", "evaluate", "fit"]
+__all__ = ["CHECKPOINT_NAME", "FitResult", "evaluate", "fit", "steps_per_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -223,11 +223,9 @@ class _Loop:
         self.state = LoopState(model, optimizer, device)
         self.path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
         self.metrics_path = Path(run_dir) / "metrics.jsonl" if run_dir is not None else None
-        self.batches_per_epoch = _steps_per_epoch(train_data, 1)
-        steps_per_epoch = _steps_per_epoch(train_data, trainer.grad_accum_steps)
-        self.total_steps = trainer.max_steps or (
-            trainer.epochs * steps_per_epoch if steps_per_epoch else None
-        )
+        self.batches_per_epoch = steps_per_epoch(train_data, 1)
+        steps = steps_per_epoch(train_data, trainer.grad_accum_steps)
+        self.total_steps = trainer.max_steps or (trainer.epochs * steps if steps else None)
         self.result = FitResult()
         self.writer: MetricsWriter | None = None
         self.interval = _Interval(self.lr())
@@ -475,7 +473,9 @@ def _data_state(data: Iterable[Any]) -> Any:
     return state_dict() if callable(state_dict) else None
 
 
-def _steps_per_epoch(data: Iterable[Any], accum: int) -> int | None:
+def steps_per_epoch(data: Iterable[Any], accum: int) -> int | None:
+    """Optimizer steps in one pass over ``data`` (the last step may take fewer batches); None
+    for an iterable without a length."""
     try:
         return -(-len(data) // accum)  # type: ignore[arg-type]
     except TypeError:
