@@ -23,10 +23,11 @@ score only at the candidates (or in place on whole matrices where they are dense
 pairs come out once, as a list of flat indices in row-major (s, i, j) order.
 
 Everything after the selection costs O(K d) for K accepted pairs, in chunks of bounded size
-(random directions exist per chunk only). The differentiable part is a custom autograd function
-(:func:`collide_pairs`, :func:`collide_features`) that saves the velocities, the pair list, one
-weight per particle and the directions while they are small (else the generator state: backward
-redraws them), never autograd's per-pair intermediates.
+(:mod:`kinetics._pairs`: :func:`collide_pairs`, :func:`collide_features`). Its autograd saves the
+velocities, the pair list, one weight per particle and the directions while they are small (else
+only the stream key: backward recomputes them), never autograd's per-pair intermediates. The
+direction of a pair is a function of the stream key and the pair's flat index (s, i, j) alone
+(:mod:`kinetics.streams`).
 
 Numerics (issue 9). Precision: half-precision inputs (float16, bfloat16) are computed in float32
 and returned in their own dtype; float32 and float64 run in their own precision. Scale: the Gram
@@ -57,11 +58,12 @@ systems are bitwise unaffected. :class:`DSMCResult` flags such systems in ``nonf
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from kinetics._pairs import collide_features, collide_pairs, draw_key
 from kinetics._scale import SafeInputs, make_safe
 
 __all__ = [
@@ -73,15 +75,6 @@ __all__ = [
     "pairwise_distances",
     "select_pairs",
 ]
-
-# Elements (pairs x dims) of per-pair tensors (random directions, gathered velocities) materialised
-# at once. 2**20 float32 = 4 MiB per buffer. On CPU the random stream does not depend on it (see
-# _chunks), nor on how systems are grouped.
-_CHUNK_ELEMENTS = 1 << 20
-
-# Drawn directions (pairs x dims) kept for backward up to this size (64 MiB in float32); beyond it
-# backward redraws them from the saved generator state (one more randn pass, no memory).
-_SAVE_DIRECTIONS_ELEMENTS = 1 << 24
 
 # Entries of one (systems, N, N) selection chunk: 2**21 float32 = 8 MiB per reused buffer. Fewer,
 # larger chunks save per-op overhead and parallelise better over 2 threads; at (S, N, d) =
@@ -389,6 +382,7 @@ def collide(
     *,
     mean_free_path: float = 1.0,
     generator: torch.Generator | None = None,
+    key: tuple[int, int] | None = None,
     position_update: bool = False,
     directions: Tensor | None = None,
     accepted: Tensor | None = None,
@@ -400,7 +394,9 @@ def collide(
         v: velocities, (S, N, d), same dtype and device as ``x``.
         coll_coef: in [0, 1]; 0 means no collision, 1 accepts every pair with positive score.
         mean_free_path: length scale of the locality factor exp(-x_r / mean_free_path); > 0.
-        generator: source of the random directions (default: torch's global generator).
+        generator: draws the stream key of the random directions, one 64-bit number per call
+            (default: torch's global generator); not used when ``key`` is given.
+        key: stream key of the random directions (:func:`kinetics.streams.stream_key`).
         position_update: also return x* (KITINet Eq. 5); otherwise ``x_new`` is None.
         directions: optional (K, d) unit vectors for the K accepted pairs in row-major order of
             (system, i, j), i < j, used instead of drawing (for exact tests against a reference).
@@ -417,15 +413,17 @@ def collide(
     in ``x`` or ``v`` are not collided: their ``v_new`` / ``x_new`` rows are the inputs, they are
     flagged in ``nonfinite`` and left out of the collision rate (NaN if no system is finite).
 
-    Random directions: the K accepted pairs in row-major (s, i, j) order take the normalised rows
-    of ``randn(K, d, generator=generator)`` (drawn in blocks; on CPU the blocks continue one stream
-    exactly), so equal generator states give equal results.
+    Random directions: pair (s, i, j) takes the direction of its flat index ``s*N*N + i*N + j``
+    in the stream ``key`` (:mod:`kinetics.streams`), whatever the other pairs and however the work
+    is chunked; equal keys (or equal generator states) give equal results.
     """
     if x.dim() != 3 or x.shape != v.shape:
         raise ValueError(
             f"x and v must both have shape (S, N, d); got {tuple(x.shape)} and {tuple(v.shape)}"
         )
     _check_coef(coll_coef, mean_free_path)
+    if key is None:  # drawn first: the generator advances by one number whatever collides
+        key = draw_key(generator, x.device)
     out_dtype = v.dtype
     work = _compute_dtype(out_dtype)
     xw, vw = x.to(work), v.to(work)
@@ -458,7 +456,7 @@ def collide(
         v_in.reshape(n_sys * n, d),
         pairs,
         n,
-        generator=generator,
+        key=key,
         directions=directions,
         position_update=position_update,
     )
@@ -468,389 +466,3 @@ def collide(
     v_new = v_new.to(out_dtype)
     x_new = x_flat.reshape(n_sys, n, d).to(x.dtype) if position_update else None
     return DSMCResult(v_new, x_new, accepted, num_accepted, num_pairs, nonfinite)
-
-
-# --------------------------------------------------------------------------------------------
-# The collision of accepted pairs: forward, backward and the replayable random directions.
-
-
-_TINY = {dt: torch.finfo(dt).tiny for dt in (torch.float32, torch.float64)}
-
-
-def _pair_rows(flat: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Rows ``s*N + i`` and ``s*N + j`` of the particles of flat pair indices ``s*N*N + i*N + j``."""
-    ii = torch.div(flat, n, rounding_mode="floor")
-    jj = ii - ii.remainder(n) + flat.remainder(n)
-    return ii, jj
-
-
-def _default_generator(device: torch.device) -> torch.Generator | None:
-    """The global generator torch.randn would use on ``device`` (None if we cannot name it)."""
-    if device.type == "cpu":
-        return torch.default_generator
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return torch.cuda.default_generators[index]
-    return None
-
-
-class _Directions:
-    """The random unit directions of the K accepted pairs, in blocks, replayable for backward.
-
-    Either rows of caller-given ``directions`` or Gaussian ``randn`` blocks of the chunk size in
-    pair order; a drawn block is returned unnormalised with ``1 / |z|`` per row (the normalisation is
-    folded into the kick's scale). The generator's state before the first draw is kept, so backward
-    can redraw the identical blocks from a private copy without touching the caller's generator.
-    """
-
-    def __init__(
-        self, generator: torch.Generator | None, like: Tensor, directions: Tensor | None
-    ) -> None:
-        self.given = directions
-        self.dtype = like.dtype
-        self.device = like.device
-        self.generator = generator
-        self.state: Tensor | None = None
-        if directions is None:
-            gen = generator if generator is not None else _default_generator(like.device)
-            if gen is not None:
-                self.state = gen.get_state()
-                self.gen_device = gen.device
-
-    def replay(self) -> _Directions:
-        """A source that yields the same blocks again (for backward)."""
-        if self.given is not None:
-            return self
-        if self.state is None:
-            raise RuntimeError("cannot replay random directions drawn on this device")
-        twin = torch.Generator(device=self.gen_device)
-        twin.set_state(self.state)
-        clone = _Directions.__new__(_Directions)
-        clone.__dict__.update(self.__dict__, generator=twin)
-        return clone
-
-    def block(self, start: int, stop: int, d: int) -> tuple[Tensor, Tensor | None]:
-        """Directions of pairs ``start:stop``: ``(z, inv_norm)``, unit vectors ``z * inv_norm``
-        (``inv_norm`` None for given unit directions). Blocks must be requested in order."""
-        if self.given is not None:
-            return self.given[start:stop].to(device=self.device, dtype=self.dtype), None
-        gen_device = self.generator.device if self.generator is not None else self.device
-        z = torch.randn(
-            stop - start, d, generator=self.generator, dtype=self.dtype, device=gen_device
-        ).to(self.device)
-        norm = torch.linalg.vector_norm(z, dim=-1, keepdim=True).clamp_min_(_TINY[self.dtype])
-        return z, norm.reciprocal_()
-
-
-class _Rows:
-    """Particles as rows of (S*N, d) tensors: row ``s*N + i`` (the layout of :func:`collide`)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def index(self, flat: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(idx_i, idx_j, row_i, row_j)`` of flat pairs ``s*N*N + i*N + j``."""
-        ii, jj = _pair_rows(flat, self.n)
-        return ii, jj, ii, jj
-
-    def gather(self, t: Tensor, idx: Tensor) -> Tensor:
-        return t.index_select(0, idx)  # ~2x faster than t[idx] for rows
-
-    def scatter(self, acc: Tensor, idx: Tensor, values: Tensor, alpha: float = 1.0) -> None:
-        # index_add_ with alpha != 1 takes a ~3x slower path than negating first.
-        acc.index_add_(0, idx, values if alpha == 1.0 else values.mul(alpha))
-
-
-class _Columns:
-    """Particles as columns of (S, D) feature rows, D = d*N: particle i of system s has the
-    coordinates ``t[s, k*N + i]`` (KITINet's row-major (heads, N) reshape). Gathers and
-    scatters work on the strided (S, N, d) view, so no layout copy of the whole tensor is made."""
-
-    def __init__(self, n: int, d: int) -> None:
-        self.n, self.d = n, d
-
-    def index(self, flat: Tensor) -> tuple[Any, Any, Tensor, Tensor]:
-        ii, jj = _pair_rows(flat, self.n)
-        system = torch.div(flat, self.n * self.n, rounding_mode="floor")
-        i, j = ii.remainder(self.n), jj.remainder(self.n)
-        return (system, i), (system, j), ii, jj
-
-    def gather(self, t: Tensor, idx: tuple[Tensor, Tensor]) -> Tensor:
-        return t.reshape(t.shape[0], self.d, self.n).transpose(1, 2)[idx]
-
-    def scatter(
-        self, acc: Tensor, idx: tuple[Tensor, Tensor], values: Tensor, alpha: float = 1.0
-    ) -> None:
-        # acc is contiguous (made here), so the view writes through to it.
-        acc.view(acc.shape[0], self.d, self.n).transpose(1, 2).index_put_(
-            idx, values if alpha == 1.0 else values.mul(alpha), accumulate=True
-        )
-
-
-def _chunks(k: int, d: int) -> list[tuple[int, int]]:
-    """Pair ranges of at most ~_CHUNK_ELEMENTS / d pairs, a multiple of 16 pairs each: CPU
-    ``randn`` blocks of 16n numbers continue one stream exactly, so the drawn directions are
-    the rows of a single ``randn(K, d)`` whatever the chunk size."""
-    step = max(16, (_CHUNK_ELEMENTS // max(d, 1)) // 16 * 16)
-    return [(start, min(start + step, k)) for start in range(0, k, step)]
-
-
-def _half_weights(pairs: Tensor, n: int, rows: int, dtype: torch.dtype) -> Tensor:
-    """``1 / (2 (1 + k_i))`` per particle row ``s*N + i`` (k_i = accepted partners), (S*N,)."""
-    ii, jj = _pair_rows(pairs, n)
-    degree = torch.bincount(ii, minlength=rows) + torch.bincount(jj, minlength=rows)
-    return degree.to(dtype).add_(1.0).mul_(2.0).reciprocal_()
-
-
-def _forward_pairs(
-    layout: _Rows | _Columns,
-    x: Tensor,
-    v: Tensor,
-    pairs: Tensor,
-    source: _Directions,
-    weights: Tensor | None,
-    dt: float | None,
-    keep: list[Tensor] | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """The collision of the given pairs (``keep``: a list to collect drawn unit directions in).
-
-    ``dt`` None: returns ``(v', x* or None)`` (x* when ``weights`` are given). Otherwise returns
-    ``(x* + dt v', None)`` (``x + dt v'`` without weights), built as ``x + dt v`` plus the changes
-    of colliding particles, so every other entry is bit-identical to ``torch.add(x, v, alpha=dt)``.
-    Per pair (i, j): v_i gains ``c = (v_j - v_i) / 2 + v_r n_ij / 2`` and v_j loses it; x_i gains
-    ``(x_j - x_i) w_i`` and x_j gains ``(x_i - x_j) w_j``, ``w = 1 / (2 (1 + k))``.
-    """
-    d = v.shape[-1] if isinstance(layout, _Rows) else layout.d
-    if dt is None:
-        out_v, out_x = torch.zeros_like(v), (torch.zeros_like(x) if weights is not None else None)
-    else:
-        out_v, out_x = torch.add(x, v, alpha=dt), None
-    for start, stop in _chunks(pairs.shape[0], d):
-        idx_i, idx_j, row_i, row_j = layout.index(pairs[start:stop])
-        diff = layout.gather(v, idx_i).sub_(layout.gather(v, idx_j))  # v_i - v_j
-        # Exact relative speed of accepted pairs (no Gram cancellation).
-        half_v_rel = 0.5 * torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
-        z, inv_norm = source.block(start, stop, d)
-        if keep is not None:
-            keep.append(z * inv_norm if inv_norm is not None else z)
-        change = z.mul_(half_v_rel.mul_(inv_norm)) if inv_norm is not None else z * half_v_rel
-        change.sub_(diff, alpha=0.5)
-        del diff, z
-        if dt is not None:
-            change.mul_(dt)
-        if weights is not None:
-            towards = layout.gather(x, idx_j).sub_(layout.gather(x, idx_i))  # x_j - x_i
-            w_i, w_j = weights[row_i].unsqueeze(-1), weights[row_j].unsqueeze(-1)
-            if out_x is None:  # one output: the position changes go into it as well
-                change_j = torch.addcmul(change, towards, w_j)  # enters with a minus sign
-                change.addcmul_(towards, w_i)
-                layout.scatter(out_v, idx_i, change)
-                layout.scatter(out_v, idx_j, change_j, alpha=-1.0)
-                continue
-            layout.scatter(out_x, idx_i, towards * w_i)
-            layout.scatter(out_x, idx_j, towards.mul_(w_j), alpha=-1.0)
-        layout.scatter(out_v, idx_i, change)
-        layout.scatter(out_v, idx_j, change, alpha=-1.0)
-    if dt is not None:
-        return out_v, None
-    return out_v.add_(v), (out_x.add_(x) if out_x is not None else None)
-
-
-def _backward_pairs(
-    layout: _Rows | _Columns,
-    grad_v: Tensor | None,
-    grad_x: Tensor | None,
-    v: Tensor,
-    pairs: Tensor,
-    source: _Directions,
-    weights: Tensor | None,
-    v_scale: float,
-) -> tuple[Tensor | None, Tensor | None]:
-    """Vector-Jacobian products of :func:`_forward_pairs`: ``(grad wrt x, grad wrt v)``.
-
-    ``grad_v`` is the gradient of v' divided by ``v_scale`` (KITINet passes the gradient g of
-    ``x* + dt v'`` with ``v_scale = dt``, so that g serves for both v' and x*). Per pair, with
-    ``w = g_i - g_j`` (of v'), ``u = (v_i - v_j) / v_r``: v_i gets ``-w / 2 + (w . n_ij / 2) u``
-    and v_j its negative (the mean part and the derivative of v_r); positions: x_i gets
-    ``w_j h_j - w_i h_i`` and x_j its negative, h the gradient of x*.
-    """
-    d = v.shape[-1] if isinstance(layout, _Rows) else layout.d
-    gv = grad_v.mul(v_scale).contiguous() if grad_v is not None else None
-    gx = grad_x.clone(memory_format=torch.contiguous_format) if grad_x is not None else None
-    for start, stop in _chunks(pairs.shape[0], d):
-        idx_i, idx_j, row_i, row_j = layout.index(pairs[start:stop])
-        if gv is not None:
-            assert grad_v is not None
-            diff = layout.gather(v, idx_i).sub_(layout.gather(v, idx_j))
-            v_rel = torch.linalg.vector_norm(diff, dim=-1, keepdim=True)
-            unit = diff.div_(v_rel.clamp_min_(_TINY[v.dtype]))  # 0 where v_r == 0
-            z, inv_norm = source.block(start, stop, d)
-            w = layout.gather(grad_v, idx_i).sub_(layout.gather(grad_v, idx_j))
-            if v_scale != 1.0:
-                w.mul_(v_scale)
-            along = (w * z).sum(dim=-1, keepdim=True).mul_(0.5)
-            if inv_norm is not None:
-                along.mul_(inv_norm)
-            change = unit.mul_(along).sub_(w, alpha=0.5)
-            del w, z
-            layout.scatter(gv, idx_i, change)
-            layout.scatter(gv, idx_j, change, alpha=-1.0)
-        if gx is not None and weights is not None:
-            assert grad_x is not None
-            h_i = layout.gather(grad_x, idx_i).mul_(weights[row_i].unsqueeze(-1))
-            h_j = layout.gather(grad_x, idx_j).mul_(weights[row_j].unsqueeze(-1))
-            towards = h_j.sub_(h_i)
-            layout.scatter(gx, idx_i, towards)
-            layout.scatter(gx, idx_j, towards, alpha=-1.0)
-    return gx, gv
-
-
-class _PairCollision(torch.autograd.Function):
-    """Autograd for the collision of given pairs. Saves v, the pair list, the weights and the
-    directions: drawn ones while they take at most _SAVE_DIRECTIONS_ELEMENTS, else only the
-    generator state (backward redraws them); no other per-pair tensor."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        x: Tensor,
-        v: Tensor,
-        pairs: Tensor,
-        layout: _Rows | _Columns,
-        source: _Directions,
-        position_update: bool,
-        dt: float | None,
-    ) -> tuple[Tensor, Tensor]:
-        d = v.shape[-1] if isinstance(layout, _Rows) else layout.d
-        weights = (
-            _half_weights(pairs, layout.n, x.numel() // d, x.dtype) if position_update else None
-        )
-        # Drawn directions: kept for backward while small, else redrawn there from the state.
-        keep = None
-        if source.given is None and ctx.needs_input_grad[1]:
-            keep = [] if pairs.shape[0] * d <= _SAVE_DIRECTIONS_ELEMENTS else None
-        first, x_new = _forward_pairs(layout, x, v, pairs, source, weights, dt, keep)
-        if keep:
-            source = _Directions(None, v, torch.cat(keep))
-        ctx.set_materialize_grads(False)
-        ctx.layout, ctx.source, ctx.dt = layout, source, dt
-        ctx.save_for_backward(v, pairs, weights)
-        if x_new is None:
-            x_new = x.new_empty(0)
-            ctx.mark_non_differentiable(x_new)
-        return first, x_new
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(  # type: ignore[override]
-        ctx: Any, grad_first: Tensor | None, grad_x: Tensor | None
-    ) -> tuple[Tensor | None, ...]:
-        v, pairs, weights = ctx.saved_tensors
-        if ctx.dt is None:  # outputs v' and x*
-            grad_v, v_scale = grad_first, 1.0
-            if weights is None:
-                grad_x = None
-        else:  # one output x* + dt v' (x + dt v'): x* and v' both get its gradient
-            grad_v, grad_x, v_scale = grad_first, grad_first, ctx.dt
-            if grad_first is not None and weights is None:
-                grad_x = None
-        need_x, need_v = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        source = ctx.source.replay() if grad_v is not None and need_v else ctx.source
-        gx, gv = _backward_pairs(
-            ctx.layout,
-            grad_v if need_v else None,
-            grad_x if need_x else None,
-            v,
-            pairs,
-            source,
-            weights,
-            v_scale,
-        )
-        if ctx.dt is not None and weights is None and need_x:
-            gx = grad_first  # x' = x + dt v': identity in x
-        return gx, gv, None, None, None, None, None
-
-
-def _prepare(
-    v: Tensor,
-    k: int,
-    d: int,
-    generator: torch.Generator | None,
-    directions: Tensor | None,
-) -> _Directions:
-    if directions is not None and tuple(directions.shape) != (k, d):
-        raise ValueError(
-            f"directions must have shape ({k}, {d}) for the accepted pairs, "
-            f"got {tuple(directions.shape)}"
-        )
-    source = _Directions(generator, v, directions)
-    if directions is None and source.state is None and torch.is_grad_enabled():
-        # No nameable global generator here: keep the drawn directions instead of replaying.
-        source = _Directions(None, v, _draw_all(k, d, v, generator))
-    return source
-
-
-def collide_pairs(
-    x: Tensor,
-    v: Tensor,
-    pairs: Tensor,
-    n: int,
-    *,
-    generator: torch.Generator | None = None,
-    directions: Tensor | None = None,
-    position_update: bool = False,
-) -> tuple[Tensor, Tensor | None]:
-    """Collide the given pairs of flat particles: the differentiable half of :func:`collide`.
-
-    Args:
-        x: positions (S*N, d) of S systems of N particles, system after system.
-        v: velocities (S*N, d).
-        pairs: flat pair indices ``s*N*N + i*N + j`` (i < j) in row-major order, e.g. from
-            :func:`select_pairs`.
-        n: particles per system N.
-        generator, directions: as in :func:`collide`.
-        position_update: also return x*.
-
-    Returns:
-        ``(v', x* or None)``, differentiable with respect to ``x`` and ``v`` (through x*, v' and the
-        relative speed of the random term; pairs and directions are constants). Memory kept for
-        backward: v, the pairs and the generator state (directions are redrawn), O(S N d + K).
-    """
-    source = _prepare(v, pairs.shape[0], v.shape[1], generator, directions)
-    v_new, x_new = _PairCollision.apply(x, v, pairs, _Rows(n), source, position_update, None)
-    return v_new, (x_new if position_update else None)
-
-
-def collide_features(
-    x: Tensor,
-    v: Tensor,
-    pairs: Tensor,
-    n: int,
-    dt: float,
-    *,
-    generator: torch.Generator | None = None,
-    directions: Tensor | None = None,
-    position_update: bool = True,
-) -> Tensor:
-    """KITINet's ``x* + dt v'`` (``x + dt v'``) for systems given as feature rows (S, D).
-
-    Particle i of system s has coordinates ``x[s, k*N + i]``, k < D / N (the row-major
-    ``(heads, N)`` reshape of SPEC §1.5); ``pairs`` as in :func:`collide_pairs`. The result is
-    ``torch.add(x, v, alpha=dt)`` plus the changes of colliding particles, written in place on
-    strided views: no copy into a particle layout and back, forward or backward.
-    """
-    d = x.shape[1] // n
-    source = _prepare(v, pairs.shape[0], d, generator, directions)
-    layout = _Columns(n, d)
-    out, _ = _PairCollision.apply(x, v, pairs, layout, source, position_update, float(dt))
-    return out
-
-
-def _draw_all(k: int, d: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """All K unit directions at once, in the block order of :class:`_Directions`."""
-    source = _Directions(generator, like, None)
-    blocks = []
-    for start, stop in _chunks(k, d):
-        z, inv_norm = source.block(start, stop, d)
-        blocks.append(z.mul_(inv_norm))
-    return torch.cat(blocks) if blocks else like.new_zeros(0, d)

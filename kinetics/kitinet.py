@@ -24,28 +24,39 @@ systems (NaN if there is none).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from kinetics._scale import make_safe
-from kinetics.dsmc import (
-    _check_coef,
-    _compute_dtype,
-    _select_safe,
-    collide,
-    collide_features,
-    collide_pairs,
+from kinetics._pairs import (
+    _Columns,
+    _Directions,
+    _half_weights,
+    _Rows,
+    backward_pairs,
+    forward_pairs,
 )
+from kinetics._scale import make_safe
+from kinetics.dsmc import _check_coef, _compute_dtype, _select_safe, collide
+from kinetics.streams import normals, stream_key
 
-__all__ = ["KITINet", "KITINetConfig", "kitinet_collision", "kitinet_collision_with_rate"]
+__all__ = [
+    "KITINet",
+    "KITINetConfig",
+    "kitinet_collision",
+    "kitinet_collision_with_rate",
+    "kitinet_state",
+    "load_kitinet_state",
+    "seed_kitinet",
+]
 
 
 # Above this many accepted pairs per particle (K > _ROWS_FROM * S * N) the collision runs on
 # particle-major copies of x and v (contiguous gathers, parallel index_add) instead of in place
-# on the (S, D) feature layout.
+# on the (S, D) feature layout. Both give the same bits (see kinetics._pairs.forward_pairs), so
+# this data-dependent choice never leaks one system's data into another's result.
 _ROWS_FROM = 0.25
 
 
@@ -60,12 +71,221 @@ def _check_heads(num_features: int, collision_heads: int) -> int:
     return num_features // collision_heads
 
 
-def _rows(t: Tensor, work: torch.dtype, collision_heads: int) -> Tensor:
-    """Features (S, D) as particle rows (S * N, heads), particle i of system s at row s*N + i."""
-    n_sys = t.shape[0]
-    return (
-        t.to(work).reshape(n_sys, collision_heads, -1).transpose(1, 2).reshape(-1, collision_heads)
+def _rank() -> int:
+    """This process's rank under torch.distributed (0 without it): ranks see other data and draw
+    from their own streams, like dropout."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class _Problem:
+    """One KITINet collision's inputs in the working precision and the layouts it runs in."""
+
+    def __init__(self, x: Tensor, v: Tensor, collision_heads: int, mean_free_path: float) -> None:
+        self.dtype = x.dtype
+        self.work = _compute_dtype(x.dtype)
+        self.heads = collision_heads
+        self.n_sys, self.n_features = x.shape
+        self.n = self.n_features // collision_heads
+        self.x = x.detach().to(self.work)
+        self.v = v.detach().to(self.work)
+        # (S, D) -> (S, heads, N) row-major -> particles (S, N, heads), a view
+        self.safe = make_safe(self._particles(self.x), self._particles(self.v), mean_free_path)
+
+    def _particles(self, t: Tensor) -> Tensor:
+        return t.reshape(self.n_sys, self.heads, self.n).transpose(1, 2)
+
+    def velocities(self) -> Tensor:
+        """v as the pairs see it: multiplied per system by a power of two where it is outside the
+        safe range (exact; 1 elsewhere)."""
+        if self.safe.v_scale is None:
+            return self.v
+        return self.v * self.safe.v_scale.unsqueeze(-1)
+
+    def rows(self, k: int) -> bool:
+        """Whether K accepted pairs run on particle-major rows (else in place on features)."""
+        return k > _ROWS_FROM * self.n_sys * self.n
+
+    def to_rows(self, t: Tensor) -> Tensor:
+        return self._particles(t).reshape(-1, self.heads)
+
+    def from_rows(self, t: Tensor) -> Tensor:
+        return t.view(self.n_sys, self.n, self.heads).transpose(1, 2).reshape(self.n_sys, -1)
+
+
+def _kitinet_forward(
+    x: Tensor,
+    v: Tensor,
+    key: tuple[int, int],
+    collision_heads: int,
+    coll_coef: float,
+    dt: float,
+    position_update: bool,
+    mean_free_path: float,
+    directions: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(x', collision rate, accepted flat pairs)`` of systems x, v (S, D); no autograd."""
+    p = _Problem(x, v, collision_heads, mean_free_path)
+    pairs, _ = _select_safe(p.safe, coll_coef, mean_free_path)
+    k = pairs.shape[0]
+    nonfinite = int(p.safe.nonfinite.sum()) if p.safe.nonfinite is not None else 0
+    candidates = (p.n_sys - nonfinite) * (p.n * (p.n - 1) // 2)
+    rate = torch.tensor(k / candidates if candidates else math.nan, device=x.device)
+    if directions is not None and directions.shape[0] != k:
+        raise ValueError(f"directions has {directions.shape[0]} rows but {k} pairs collided")
+    if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
+        return torch.add(x, v, alpha=dt), rate, pairs
+    source = _Directions(key, p.work, x.device, directions)
+    weights = _half_weights(pairs, p.n, p.n_sys * p.n, p.work) if position_update else None
+    scale = p.safe.v_scale
+    if p.rows(k):  # many pairs: contiguous per-particle gathers pay for the layout copies
+        out, _ = forward_pairs(
+            _Rows(p.n),
+            p.to_rows(p.x),
+            p.to_rows(p.velocities()),
+            pairs,
+            source,
+            weights,
+            base=torch.add(p.to_rows(p.x), p.to_rows(p.v), alpha=dt),
+            dt=dt,
+            scale=scale,
+        )
+        out = p.from_rows(out)
+    else:  # few pairs: change x + dt v in place on strided views, no layout copies
+        out, _ = forward_pairs(
+            _Columns(p.n, collision_heads),
+            p.x.contiguous(),
+            p.velocities().contiguous(),
+            pairs,
+            source,
+            weights,
+            base=torch.add(p.x, p.v, alpha=dt),
+            dt=dt,
+            scale=scale,
+        )
+    return out.to(x.dtype), rate, pairs
+
+
+def _kitinet_backward(
+    grad: Tensor,
+    x: Tensor,
+    v: Tensor,
+    pairs: Tensor,
+    key: tuple[int, int],
+    collision_heads: int,
+    dt: float,
+    position_update: bool,
+    mean_free_path: float,
+    directions: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """Gradients with respect to x and v of :func:`_kitinet_forward`'s x' given ``grad``."""
+    k = pairs.shape[0]
+    if k == 0:
+        return grad.clone(), grad * dt
+    p = _Problem(x, v, collision_heads, mean_free_path)
+    g = grad.to(p.work)
+    source = _Directions(key, p.work, x.device, directions)
+    weights = _half_weights(pairs, p.n, p.n_sys * p.n, p.work) if position_update else None
+    if p.rows(k):
+        layout: _Rows | _Columns = _Rows(p.n)
+        g, v_seen = p.to_rows(g), p.to_rows(p.velocities())
+    else:
+        layout, v_seen = _Columns(p.n, collision_heads), p.velocities().contiguous()
+    gx, gv = backward_pairs(
+        layout, g, g if position_update else None, v_seen, pairs, source, weights, dt
     )
+    assert gv is not None
+    if gx is None:  # x' = x + dt v': identity in x
+        gx = g
+    if p.rows(k):
+        gx, gv = p.from_rows(gx), p.from_rows(gv)
+    return gx.to(x.dtype), gv.to(v.dtype)
+
+
+# The collision as one opaque operator: torch.compile sees a node with a known output shape (the
+# pair list's length is a dynamic size), not the selection's data-dependent control flow.
+@torch.library.custom_op("kinetics::kitinet_collision", mutates_args=())
+def _kitinet_op(
+    x: Tensor,
+    v: Tensor,
+    calls: Tensor,
+    seed: int,
+    stream: int,
+    collision_heads: int,
+    coll_coef: float,
+    dt: float,
+    position_update: bool,
+    mean_free_path: float,
+    directions: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    key = stream_key(seed, stream, int(calls), _rank())
+    out, rate, pairs = _kitinet_forward(
+        x, v, key, collision_heads, coll_coef, dt, position_update, mean_free_path, directions
+    )
+    return out, rate, pairs, torch.tensor(key, dtype=torch.int64)
+
+
+@_kitinet_op.register_fake
+def _(x, v, calls, seed, stream, collision_heads, coll_coef, dt, position_update, mfp, dirs):
+    k = torch.library.get_ctx().new_dynamic_size()
+    return (
+        torch.empty_like(x),
+        torch.empty((), dtype=torch.float32, device=x.device),
+        x.new_empty(k, dtype=torch.int64),
+        torch.empty(2, dtype=torch.int64),
+    )
+
+
+@torch.library.custom_op("kinetics::kitinet_collision_backward", mutates_args=())
+def _kitinet_backward_op(
+    grad: Tensor,
+    x: Tensor,
+    v: Tensor,
+    pairs: Tensor,
+    key: Tensor,
+    collision_heads: int,
+    dt: float,
+    position_update: bool,
+    mean_free_path: float,
+    directions: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    k0, k1 = key.tolist()
+    return _kitinet_backward(
+        grad,
+        x,
+        v,
+        pairs,
+        (k0, k1),
+        collision_heads,
+        dt,
+        position_update,
+        mean_free_path,
+        directions,
+    )
+
+
+@_kitinet_backward_op.register_fake
+def _(grad, x, v, pairs, key, collision_heads, dt, position_update, mfp, dirs):
+    return torch.empty_like(x), torch.empty_like(v)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, v, _, _, _, heads, _, dt, position_update, mfp, directions = inputs
+    _, _, pairs, key = output
+    ctx.save_for_backward(x, v, pairs, key, directions)
+    ctx.settings = (heads, dt, position_update, mfp)
+
+
+def _backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+    x, v, pairs, key, directions = ctx.saved_tensors
+    heads, dt, position_update, mfp = ctx.settings
+    gx, gv = _kitinet_backward_op(
+        grad, x, v, pairs, key, heads, dt, position_update, mfp, directions
+    )
+    return gx, gv, *([None] * 9)
+
+
+_kitinet_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def kitinet_collision_with_rate(
@@ -77,7 +297,9 @@ def kitinet_collision_with_rate(
     dt: float = 1.0,
     position_update: bool = True,
     mean_free_path: float = 1.0,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    stream: int = 0,
+    call: int = 0,
     directions: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """:func:`kitinet_collision` that also returns the collision rate (accepted / candidate pairs).
@@ -91,54 +313,24 @@ def kitinet_collision_with_rate(
             f"x and v must both have shape (S, D); got {tuple(x.shape)} and {tuple(v.shape)}"
         )
     _check_coef(coll_coef, mean_free_path)
-    n_sys, n_features = x.shape
-    n = _check_heads(n_features, collision_heads)
-    if coll_coef == 0.0 or n < 2 or n_sys == 0:
+    n = _check_heads(x.shape[1], collision_heads)
+    if coll_coef == 0.0 or n < 2 or x.shape[0] == 0:
         return torch.add(x, v, alpha=dt), torch.zeros((), device=x.device)
-
-    # (S, D) -> (S, heads, N) row-major -> particles (S, N, heads)
-    work = _compute_dtype(x.dtype)
-    xp = x.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
-    vp = v.detach().to(work).reshape(n_sys, collision_heads, n).transpose(1, 2)
-    # The selection (no gradient, chunked over systems) gives the accepted pairs once, on
-    # systems rescaled where needed; non-finite systems select nothing (see kinetics.dsmc).
-    safe = make_safe(xp, vp, mean_free_path)
-    pairs, _ = _select_safe(safe, coll_coef, mean_free_path)
-    k = pairs.shape[0]
-    finite = n_sys - (int(safe.nonfinite.sum()) if safe.nonfinite is not None else 0)
-    candidates = finite * (n * (n - 1) // 2)
-    rate = torch.tensor(k / candidates if candidates else math.nan, device=x.device)
-    if directions is not None and directions.shape[0] != k:
-        raise ValueError(f"directions has {directions.shape[0]} rows but {k} pairs collided")
-    if k == 0:  # nothing collides: exactly the residual addition, nothing else to pay
-        return torch.add(x, v, alpha=dt), rate
-
-    kwargs = dict(generator=generator, directions=directions, position_update=position_update)
-    if safe.v_scale is not None:
-        # Velocities outside the safe range: collide them rescaled (the step is homogeneous in v)
-        # on particle rows, scale v' back exactly (powers of two), then drift.
-        scale = safe.v_scale.repeat_interleave(n).unsqueeze(-1)  # per particle row
-        x_rows = _rows(x, work, collision_heads)
-        v_new, x_new = collide_pairs(
-            x_rows, _rows(v, work, collision_heads) * scale, pairs, n, **kwargs
-        )
-        out = torch.add(x_new if x_new is not None else x_rows, v_new / scale, alpha=dt)
-        out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
-        return out.to(x.dtype), rate
-    if k <= _ROWS_FROM * n_sys * n:
-        # Few pairs: change x + dt v in place on strided views, no layout copies.
-        out = collide_features(
-            x.to(work).contiguous(), v.to(work).contiguous(), pairs, n, dt, **kwargs
-        )
-        return out.to(x.dtype), rate
-
-    # Many pairs: per-pair gathers and scatters are much faster on particle-major rows, worth
-    # copying x and v into that layout (and the result back).
-    x_rows = _rows(x, work, collision_heads)
-    v_new, x_new = collide_pairs(x_rows, _rows(v, work, collision_heads), pairs, n, **kwargs)
-    out = torch.add(x_new if x_new is not None else x_rows, v_new, alpha=dt)
-    out = out.reshape(n_sys, n, collision_heads).transpose(1, 2).reshape(n_sys, n_features)
-    return out.to(x.dtype), rate
+    calls = torch.tensor(call, dtype=torch.int64)
+    out, rate, _, _ = _kitinet_op(
+        x,
+        v,
+        calls,
+        seed,
+        stream,
+        collision_heads,
+        float(coll_coef),
+        float(dt),
+        bool(position_update),
+        float(mean_free_path),
+        directions,
+    )
+    return out, rate.detach()
 
 
 def kitinet_collision(
@@ -150,7 +342,9 @@ def kitinet_collision(
     dt: float = 1.0,
     position_update: bool = True,
     mean_free_path: float = 1.0,
-    generator: torch.Generator | None = None,
+    seed: int = 0,
+    stream: int = 0,
+    call: int = 0,
 ) -> Tensor:
     """One KITINet collision step for ``S`` systems (KITINet Algorithm 1, Eqs. 2-5).
 
@@ -162,7 +356,9 @@ def kitinet_collision(
         dt: time step of the drift ``x' = x* + dt * v'``.
         position_update: use the collision-averaged position x* (Eq. 5); False gives ``x + dt * v'``.
         mean_free_path: length scale of the locality factor exp(-x_r / mean_free_path).
-        generator: source of the random directions (default: torch's global generator).
+        seed, stream, call: name the random stream: pair (s, i, j) takes the direction keyed by
+            (seed, stream, call, rank, s, i, j) (:mod:`kinetics.streams`), whatever the other
+            systems hold; the global RNG is never used.
 
     Returns:
         x' of shape (S, D), differentiable w.r.t. ``x`` and ``v``.
@@ -175,7 +371,9 @@ def kitinet_collision(
         dt=dt,
         position_update=position_update,
         mean_free_path=mean_free_path,
-        generator=generator,
+        seed=seed,
+        stream=stream,
+        call=call,
     )
     return out
 
@@ -185,7 +383,8 @@ class KITINetConfig:
     """The settings of KITINet collisions, one object from a config file to every module of a model.
 
     A model builder takes ``kitinet: KITINetConfig | None`` and calls :meth:`build` for each residual
-    addition it turns into a collision (``None``: plain additions).
+    addition it turns into a collision (``None``: plain additions). After building, give each
+    module its own random stream with :func:`seed_kitinet` (``seed_kitinet(model, config.seed)``).
     """
 
     collision_heads: int
@@ -198,9 +397,8 @@ class KITINetConfig:
     """Use the collision-averaged position ``x*`` (False: KITINet Table 6's ablation)."""
     mean_free_path: float = 1.0
     """Length scale of the locality factor exp(-x_r / mean_free_path); > 0."""
-    generator: torch.Generator | None = field(default=None, compare=False, repr=False)
-    """Source of the random directions, shared by the modules built from this config (None: torch's
-    global generator)."""
+    seed: int = 0
+    """Seed of the modules' random streams."""
 
     def build(self, system: Literal["sample", "token"] = "sample") -> KITINet:
         """A :class:`KITINet` with these settings and one system per ``system``."""
@@ -211,7 +409,7 @@ class KITINetConfig:
             self.position_update,
             self.mean_free_path,
             system,
-            generator=self.generator,
+            seed=self.seed,
         )
 
 
@@ -220,7 +418,16 @@ class KITINet(nn.Module):
 
     In training, ``forward(x, v)`` returns the result of one DSMC collision between particles cut
     from each system's features; in eval it returns exactly ``x + dt * v`` (for ``dt == 1`` the same
-    arithmetic as ``x + v``), so inference costs nothing extra. The module has no parameters.
+    arithmetic as ``x + v``), so inference costs nothing extra. The module has no parameters and
+    adds nothing to a model's ``state_dict``.
+
+    Randomness: the direction of pair (i, j) of system s in the module's c-th training call is a
+    function of (seed, stream, c, rank, s, i, j) alone (:mod:`kinetics.streams`), never of the
+    global RNG or of other systems' data. With one system per token (``system="token"``), a
+    causal model's outputs at positions <= t do not depend on tokens after t, in training too.
+    The call counter ``calls`` (a CPU int64 tensor, not a buffer) is part of the training state:
+    :func:`kitinet_state` / :func:`load_kitinet_state` save and restore it, so a resumed run draws
+    what the uninterrupted one would.
 
     Args:
         collision_heads: dimension of the collision space; must divide the system's feature size.
@@ -233,15 +440,16 @@ class KITINet(nn.Module):
         acceleration: KITINet App. D "a-edition": the branch output is an acceleration ``a``;
             ``forward(x, a, velocity=None)`` collides ``velocity + dt * a`` and returns the tuple
             ``(x', v')``, ``v'`` to be passed to the next such module. A missing ``velocity`` is drawn
-            from N(0, initial_velocity_std^2) in training and is zero in eval. The paper found this
-            variant worse; it is off by default.
+            from N(0, initial_velocity_std^2) in training (from the module's stream) and is zero in
+            eval. The paper found this variant worse; it is off by default.
         initial_velocity_std: standard deviation of the first a-edition module's velocity.
-        generator: optional source of random directions (default: torch's global generator, like
-            dropout).
+        seed: seed of the module's random stream.
+        stream: index distinguishing modules that share a seed (:func:`seed_kitinet` numbers them).
 
     Attributes:
         last_collision_rate: accepted / candidate pairs of the last training forward (a detached
             scalar tensor), None before the first one.
+        calls: training forwards so far (0-d int64 CPU tensor).
     """
 
     def __init__(
@@ -255,7 +463,8 @@ class KITINet(nn.Module):
         *,
         acceleration: bool = False,
         initial_velocity_std: float = 1.0,
-        generator: torch.Generator | None = None,
+        seed: int = 0,
+        stream: int = 0,
     ) -> None:
         super().__init__()
         _check_coef(coll_coef, mean_free_path)
@@ -271,7 +480,11 @@ class KITINet(nn.Module):
         self.system = system
         self.acceleration = bool(acceleration)
         self.initial_velocity_std = float(initial_velocity_std)
-        self.generator = generator
+        self.seed = int(seed)
+        self.stream = int(stream)
+        # A plain tensor, not a buffer: not in the state_dict (stock checkpoints stay stock), not
+        # moved by .to(device) (read on the host), but mutable in place under torch.compile.
+        self.calls = torch.zeros((), dtype=torch.int64)
         self.last_collision_rate: Tensor | None = None
 
     def check_features(self, num_features: int) -> None:
@@ -287,16 +500,25 @@ class KITINet(nn.Module):
         return t.reshape(t.shape[0], -1)
 
     def _collide(self, x: Tensor, v: Tensor) -> Tensor:
-        out, rate = kitinet_collision_with_rate(
-            self._systems(x),
-            self._systems(v),
-            collision_heads=self.collision_heads,
-            coll_coef=self.coll_coef,
-            dt=self.dt,
-            position_update=self.position_update,
-            mean_free_path=self.mean_free_path,
-            generator=self.generator,
+        xs, vs = self._systems(x), self._systems(v)
+        n = _check_heads(xs.shape[1], self.collision_heads)
+        if self.coll_coef == 0.0 or n < 2 or xs.shape[0] == 0:
+            self.last_collision_rate = torch.zeros((), device=x.device)
+            return torch.add(x, v, alpha=self.dt)
+        out, rate, _, _ = _kitinet_op(
+            xs,
+            vs,
+            self.calls,
+            self.seed,
+            self.stream,
+            self.collision_heads,
+            self.coll_coef,
+            self.dt,
+            self.position_update,
+            self.mean_free_path,
+            None,
         )
+        self.calls.add_(1)
         self.last_collision_rate = rate.detach()
         return out.reshape(x.shape)
 
@@ -317,17 +539,22 @@ class KITINet(nn.Module):
 
         if velocity is None:
             if self.training:
-                gen_device = self.generator.device if self.generator is not None else None
-                noise = torch.randn(
-                    v.shape, generator=self.generator, dtype=v.dtype, device=gen_device
-                )
-                velocity = noise.to(v.device) * self.initial_velocity_std
+                velocity = self._initial_velocity(v)
             else:
                 velocity = torch.zeros_like(v)
         v_in = torch.add(velocity, v, alpha=self.dt)
         if not self.training:
             return torch.add(x, v_in, alpha=self.dt), v_in
         return self._collide_with_velocity(x, v_in)
+
+    def _key(self, *extra: int) -> tuple[int, int]:
+        return stream_key(self.seed, self.stream, int(self.calls), _rank(), *extra)
+
+    def _initial_velocity(self, v: Tensor) -> Tensor:
+        # Element e's noise is keyed by e: per-token systems stay causal.
+        index = torch.arange(v.numel(), device=v.device)
+        noise = normals(self._key(1), index, 1, _compute_dtype(v.dtype))
+        return noise.view(v.shape).to(v.dtype) * self.initial_velocity_std
 
     def _collide_with_velocity(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         # The a-edition needs v' itself (for the next module), not only x' = x* + dt v'.
@@ -342,9 +569,10 @@ class KITINet(nn.Module):
             vp,
             self.coll_coef,
             mean_free_path=self.mean_free_path,
-            generator=self.generator,
+            key=self._key(),
             position_update=self.position_update,
         )
+        self.calls.add_(1)
         self.last_collision_rate = res.collision_rate.detach()
         x_star = res.x_new if self.position_update else xp
         x_out = torch.add(x_star, res.v_new, alpha=self.dt)
@@ -356,5 +584,37 @@ class KITINet(nn.Module):
         return (
             f"collision_heads={self.collision_heads}, coll_coef={self.coll_coef}, dt={self.dt}, "
             f"position_update={self.position_update}, mean_free_path={self.mean_free_path}, "
-            f"system={self.system!r}, acceleration={self.acceleration}"
+            f"system={self.system!r}, acceleration={self.acceleration}, seed={self.seed}, "
+            f"stream={self.stream}"
         )
+
+
+def seed_kitinet(model: nn.Module, seed: int) -> list[KITINet]:
+    """Give every KITINet module of ``model`` the seed ``seed`` and its own stream (its index in
+    ``model.modules()`` order), and reset the call counters. Returns the modules in that order."""
+    modules = [m for m in model.modules() if isinstance(m, KITINet)]
+    for index, module in enumerate(modules):
+        module.seed, module.stream = int(seed), index
+        module.calls.zero_()
+    return modules
+
+
+def kitinet_state(model: nn.Module) -> dict[str, int]:
+    """The call counters of ``model``'s KITINet modules by module name: the part of the training
+    state that is not in ``state_dict`` (see :class:`KITINet`)."""
+    return {name: int(m.calls) for name, m in model.named_modules() if isinstance(m, KITINet)}
+
+
+def load_kitinet_state(model: nn.Module, state: dict[str, int]) -> None:
+    """Restore the call counters saved by :func:`kitinet_state`.
+
+    Raises:
+        ValueError: ``state`` does not name exactly the KITINet modules of ``model``.
+    """
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, KITINet)}
+    if set(modules) != set(state):
+        raise ValueError(
+            f"KITINet state names modules {sorted(state)}, the model has {sorted(modules)}"
+        )
+    for name, module in modules.items():
+        module.calls.fill_(int(state[name]))
