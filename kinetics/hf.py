@@ -20,13 +20,15 @@ state dict and ``save_pretrained`` checkpoints are exactly the stock ones. In ev
 ``x + v``: outputs are bitwise the stock model's. :func:`remove_kitinet` switches the stock classes
 back and deletes the children.
 
-transformers is never imported by this module: the stock classes are recognised by their qualified
-names, and the transformers version is checked (lazily) when KITINet is inserted.
+This module never imports transformers (``kinetics`` needs torch only): the stock classes are
+recognised by their qualified names, and the version of the transformers that built the model is
+checked when KITINet is inserted.
 """
 
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -300,14 +302,13 @@ def _check_layers(layers: Iterable[int] | None, num_blocks: int) -> list[int]:
 
 
 def _check_transformers() -> None:
-    """Refuse transformers versions whose block forwards we did not follow."""
-    import transformers
-
-    major = int(transformers.__version__.split(".")[0])
-    if major != _TESTED_MAJOR:
+    """Refuse transformers versions whose block forwards we did not follow (the model's classes
+    come from transformers, so it is imported already)."""
+    version = sys.modules["transformers"].__version__
+    if int(version.split(".")[0]) != _TESTED_MAJOR:
         raise RuntimeError(
             f"kinetics.hf follows the block forwards of transformers {_TESTED_MAJOR}.x; "
-            f"transformers {transformers.__version__} is installed"
+            f"transformers {version} is installed"
         )
 
 

@@ -455,6 +455,16 @@ def test_inserting_twice_raises() -> None:
     assert structure(model) == before
 
 
+def test_another_transformers_major_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The block forwards follow transformers 5.x; 4.x blocks take other arguments."""
+    model = build("GPT2Model")
+    # transformers' lazy module can be replaced in sys.modules on imports: patch the current one
+    monkeypatch.setattr(sys.modules["transformers"], "__version__", "4.57.1")
+    with pytest.raises(RuntimeError, match=r"transformers 5\.x; transformers 4\.57\.1"):
+        insert_kitinet(model, collision_heads=2, coll_coef=0.5)
+    assert not any(isinstance(m, KITINet) for m in model.modules())
+
+
 def test_import_needs_no_transformers() -> None:
     """`import kinetics` does not import kinetics.hf, and kinetics.hf imports with torch alone."""
     code = (
