@@ -1,24 +1,26 @@
-"""KITINet inside transformers models: :func:`insert_kitinet` and :func:`remove_kitinet` (issue 10 §1).
+"""KITINet inside transformers models: `insert_kitinet`, `remove_kitinet` (issue 10 §1).
 
 ``insert_kitinet(model, collision_heads=..., coll_coef=...)`` turns the residual additions of a
 GPT-2, BERT, DistilBERT, Qwen2 or Llama model into :class:`~kinetics.KITINet` modules, one system
-per token (SPEC §1.5: per-token systems keep causal models causal). ``"attn"`` is the addition after
-the self-attention sub-block, ``"mlp"`` the one after the feed-forward; the skip path is always
-KITINet's ``x`` and the branch output its ``v``, whatever order transformers writes the sum in
-(GPT-2's attention residual is ``attn_output + residual``; float addition is commutative, so the
-stock result and ``torch.add(skip, branch)`` are bitwise equal either way). In BERT and DistilBERT the
-addition sits inside a post-norm, ``LayerNorm(branch + skip)``, and becomes
+per token (SPEC §1.5: per-token systems keep causal models causal). ``"attn"`` is the addition
+after the self-attention sub-block, ``"mlp"`` the one after the feed-forward; the skip path is
+always KITINet's ``x`` and the branch output its ``v``, whatever order transformers writes the sum
+in (GPT-2's attention residual is ``attn_output + residual``; float addition is commutative, so the
+stock result and ``torch.add(skip, branch)`` are bitwise equal either way). In BERT and DistilBERT
+the addition sits inside a post-norm, ``LayerNorm(branch + skip)``, and becomes
 ``LayerNorm(KITINet(skip, branch))``.
 
 How: each module that holds a chosen addition (the block, or BERT's ``BertSelfOutput`` /
 ``BertOutput``) is switched to a subclass of its stock class (``module.__class__ = ...``) whose
 ``forward`` is the stock forward of the pinned transformers version with that addition routed
-through a registered ``kitinet_attn`` / ``kitinet_mlp`` child. Subclasses keep ``isinstance``
-true, so transformers' output capture (``output_hidden_states``, ``output_attentions``), gradient
-checkpointing and ``_no_split_modules`` work as before; KITINet has no parameters or buffers, so the
-state dict and ``save_pretrained`` checkpoints are exactly the stock ones. In eval KITINet is
-``x + v``: outputs are bitwise the stock model's. :func:`remove_kitinet` switches the stock classes
-back and deletes the children.
+through a registered ``kitinet_attn`` / ``kitinet_mlp`` child. Subclasses keep ``isinstance`` true,
+so transformers' output capture (``output_hidden_states``, ``output_attentions``) and gradient
+checkpointing work as before (the recompute in backward restores the global RNG state, so it draws
+the forward's directions). Lookups by class name, such as accelerate's ``_no_split_modules``, see
+``KITINet<StockName>``: dispatch a model over devices before inserting KITINet. KITINet has no
+parameters or buffers, so the state dict and ``save_pretrained`` checkpoints are exactly the stock
+ones. In eval KITINet is ``x + v``: outputs are bitwise the stock model's. :func:`remove_kitinet`
+switches the stock classes back and deletes the children.
 
 This module never imports transformers (``kinetics`` needs torch only): the stock classes are
 recognised by their qualified names, and the version of the transformers that built the model is
@@ -47,7 +49,8 @@ _TESTED_MAJOR = 5  # the forwards below follow transformers 5.x (written against
 
 
 def _add(owner: nn.Module, site: str, skip: Tensor, branch: Tensor) -> Tensor:
-    """``KITINet(skip, branch)`` where ``owner`` holds a KITINet for ``site``, else the stock sum."""
+    """``KITINet(skip, branch)`` where ``owner`` holds a KITINet for ``site``, else the stock sum
+    (``skip + branch``: bitwise ``branch + skip``)."""
     kitinet = owner._modules.get(f"kitinet_{site}")
     return skip + branch if kitinet is None else kitinet(skip, branch)
 
@@ -153,7 +156,7 @@ class _BertSelfOutput:
 
 
 class _BertOutput:
-    """``BertOutput.forward``, the same arithmetic as :class:`_BertSelfOutput` for the MLP residual."""
+    """``BertOutput.forward``: the arithmetic of :class:`_BertSelfOutput`, for the MLP residual."""
 
     def forward(self: Any, hidden_states: Tensor, input_tensor: Tensor) -> Tensor:
         branch = self.dropout(self.dense(hidden_states))
@@ -342,7 +345,8 @@ def insert_kitinet(
             ``collision_heads`` must divide the hidden size.
         sites: ``"attn"`` (the residual after self-attention) and/or ``"mlp"`` (after the
             feed-forward); order and repeats do not matter.
-        layers: block indices (negative from the end, ``[-1]`` is the last block); None: every block.
+        layers: block indices (negative from the end, ``[-1]`` is the last block; repeats do not
+            matter); None: every block.
         seed: set as ``module.seed`` on every inserted module, with ``module.stream`` its index in
             the returned list, to key their random streams.
 
@@ -355,6 +359,7 @@ def insert_kitinet(
         ValueError: for an unsupported model, an unknown site, a block index out of range, a
             ``collision_heads`` that does not divide the hidden size, or a model that already has
             KITINet inserted (call :func:`remove_kitinet` first). Nothing is changed then.
+        RuntimeError: when the model comes from a transformers major version other than 5.
     """
     arch, blocks = _find_blocks(model)
     _check_transformers()
