@@ -78,6 +78,15 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def _recomputing() -> bool:
+    """Whether this forward runs inside backward: activation checkpointing recomputing it
+    (torch.utils.checkpoint, transformers' gradient checkpointing). It must draw what the
+    original forward drew: that forward was the module's latest call."""
+    if torch.compiler.is_compiling():
+        return False  # compiled graphs save or recompute inside the graph, never rerun Python
+    return torch._C._current_graph_task_id() != -1
+
+
 class _Problem:
     """One KITINet collision's inputs in the working precision and the layouts it runs in."""
 
@@ -195,8 +204,8 @@ def _kitinet_backward(
         layout, g, g if position_update else None, v_seen, pairs, source, weights, dt
     )
     assert gv is not None
-    if gx is None:  # x' = x + dt v': identity in x
-        gx = g
+    if gx is None:  # x' = x + dt v': identity in x (a copy: an operator returns no input)
+        gx = g.clone()
     if p.rows(k):
         gx, gv = p.from_rows(gx), p.from_rows(gv)
     return gx.to(x.dtype), gv.to(v.dtype)
@@ -505,10 +514,11 @@ class KITINet(nn.Module):
         if self.coll_coef == 0.0 or n < 2 or xs.shape[0] == 0:
             self.last_collision_rate = torch.zeros((), device=x.device)
             return torch.add(x, v, alpha=self.dt)
+        recompute = _recomputing()
         out, rate, _, _ = _kitinet_op(
             xs,
             vs,
-            self.calls,
+            self.calls - 1 if recompute else self.calls,
             self.seed,
             self.stream,
             self.collision_heads,
@@ -518,7 +528,8 @@ class KITINet(nn.Module):
             self.mean_free_path,
             None,
         )
-        self.calls.add_(1)
+        if not recompute:
+            self.calls.add_(1)
         self.last_collision_rate = rate.detach()
         return out.reshape(x.shape)
 

@@ -8,15 +8,18 @@ function must match gradcheck and plain autograd; directions are the rows of one
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 import torch
 from reference import literal_kitinet, literal_kitinet_masks, literal_mask
 
-from kinetics import dsmc, kitinet
+from kinetics import _pairs, dsmc, kitinet
+from kinetics._pairs import draw_key
 from kinetics.dsmc import collide, collide_features, collide_pairs, pairwise_distances, select_pairs
 from kinetics.kitinet import kitinet_collision_with_rate
+from kinetics.streams import normal_directions, stream_key
 
 F64 = torch.float64
 
@@ -151,20 +154,63 @@ def test_prefilter_reach_is_conservative():
 # --------------------------------------------------------------------------------------------
 # Random stream
 # --------------------------------------------------------------------------------------------
-def test_directions_are_the_rows_of_one_randn_draw(monkeypatch):
-    """The K accepted pairs take the normalised rows of randn(K, d) of the generator, in
-    row-major order, however the pairs are chunked (blocks are multiples of 16 pairs)."""
+def test_directions_are_keyed_by_the_flat_pair_index(monkeypatch):
+    """Pair (s, i, j) takes the direction of its flat index s*N*N + i*N + j in the stream of the
+    key (one 64-bit draw of the generator per call), however the pairs are chunked."""
     x, v = _clustered(3, 16, 5, seed=9, spread=0.3)
     res = collide(x, v, 0.9, generator=torch.Generator().manual_seed(5), position_update=True)
     k = int(res.num_accepted.sum())
     assert k > 40
-    z = torch.randn(k, 5, generator=torch.Generator().manual_seed(5), dtype=F64)
-    given = collide(x, v, 0.9, directions=z / z.norm(dim=-1, keepdim=True), position_update=True)
+    key = draw_key(torch.Generator().manual_seed(5), torch.device("cpu"))
+    flat = res.accepted.reshape(-1).nonzero().squeeze(-1)
+    z, inv_norm = normal_directions(key, flat, 5, F64)
+    given = collide(x, v, 0.9, directions=z * inv_norm, position_update=True)
     torch.testing.assert_close(res.v_new, given.v_new, rtol=1e-13, atol=1e-13)
-    monkeypatch.setattr(dsmc, "_CHUNK_ELEMENTS", 1)  # 16 pairs per block
+    keyed = collide(x, v, 0.9, key=key, position_update=True)
+    assert torch.equal(keyed.v_new, res.v_new)
+    # One pair per chunk splits every system: the same directions, but a particle's changes
+    # are summed in another order (only cuts inside a system do that; see _pairs._chunks).
+    monkeypatch.setattr(_pairs, "_CHUNK_ELEMENTS", 1)
     small = collide(x, v, 0.9, generator=torch.Generator().manual_seed(5), position_update=True)
     torch.testing.assert_close(small.v_new, res.v_new, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(small.x_new, res.x_new, rtol=1e-13, atol=1e-13)
+
+
+def test_chunks_cut_only_between_systems():
+    """Chunk boundaries fall between systems, and a system larger than a chunk is cut at offsets
+    counted from its own first pair: a system's chunks do not depend on other systems' pairs."""
+    n = 10
+    counts = [3, 5, 2, 20, 1, 4]
+    pairs = torch.cat([torch.arange(c) + s * n * n for s, c in enumerate(counts)])
+    monkeypatch_step = 6  # pairs per chunk at d = 1
+    old = _pairs._CHUNK_ELEMENTS
+    _pairs._CHUNK_ELEMENTS = monkeypatch_step
+    try:
+        chunks = _pairs._chunks(pairs, n, 1)
+    finally:
+        _pairs._CHUNK_ELEMENTS = old
+    starts = [0, *torch.tensor(counts).cumsum(0).tolist()]
+    assert chunks[0][0] == 0 and chunks[-1][1] == len(pairs)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
+    for start, stop in chunks:
+        assert stop - start <= monkeypatch_step
+        inside = [s for s in range(len(counts)) if starts[s] < stop and starts[s + 1] > start]
+        if len(inside) > 1:  # several systems: whole ones only
+            assert start in starts and stop in starts
+    big = [c for c in chunks if starts[3] <= c[0] < starts[4]]  # the 20-pair system
+    assert [c[0] - starts[3] for c in big] == [0, 6, 12, 18]
+
+
+def test_the_generator_advances_by_one_draw_whatever_collides():
+    """collide draws one number per call: the generator's next state does not depend on the data
+    (K = 0, a few, or every pair)."""
+    x, v = _clustered(2, 12, 3, seed=1, spread=0.3)
+    states = []
+    for coef, scale in [(0.0, 1.0), (0.9, 1.0), (1.0, 1.0), (0.5, 1e3)]:
+        gen = torch.Generator().manual_seed(7)
+        collide(x * scale, v, coef, generator=gen)
+        states.append(gen.get_state())
+    assert all(torch.equal(s, states[0]) for s in states)
 
 
 @pytest.mark.parametrize("pair_elements", [1, 1 << 12])
@@ -174,9 +220,7 @@ def test_kitinet_output_does_not_depend_on_system_chunks(monkeypatch, pair_eleme
     v = torch.randn(5, 64, generator=gen, dtype=F64)
 
     def run():
-        return kitinet_collision_with_rate(
-            x, v, collision_heads=4, coll_coef=0.9, generator=torch.Generator().manual_seed(1)
-        )
+        return kitinet_collision_with_rate(x, v, collision_heads=4, coll_coef=0.9, seed=1)
 
     want, rate = run()
     assert float(rate) > 0
@@ -209,6 +253,9 @@ def test_kitinet_layouts_agree(position_update, monkeypatch, unit_directions):
         )
         out.pow(3).sum().backward()
         results.append((out.detach(), a.grad, b.grad))
+    # Forward: bit for bit (the choice depends on how many pairs collide in the whole batch, so
+    # it must not change any system's result); backward: to rounding.
+    assert torch.equal(results[0][0], results[1][0])
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
@@ -305,44 +352,46 @@ def test_custom_backward_matches_plain_autograd(position_update, unit_directions
 
 
 @pytest.mark.parametrize("keep_directions", [True, False])
-def test_backward_uses_the_forward_directions_and_leaves_the_generator_alone(
-    keep_directions, monkeypatch
-):
-    """With a generator, backward uses the forward's directions (kept, or redrawn from a private
-    copy of the generator state when they are too many to keep): gradients equal those with the
-    directions passed explicitly, and the caller's generator is where the forward left it."""
+def test_backward_uses_the_forward_directions(keep_directions, monkeypatch):
+    """Backward uses the forward's directions (kept, or recomputed from the key when too many to
+    keep): gradients equal those with the directions passed explicitly, for collide_features
+    and for the KITINet operator (which always recomputes)."""
     if not keep_directions:
-        monkeypatch.setattr(dsmc, "_SAVE_DIRECTIONS_ELEMENTS", 0)
+        monkeypatch.setattr(_pairs, "_SAVE_DIRECTIONS_ELEMENTS", 0)
     x, v = _clustered(2, 12, 3, seed=21, spread=0.3)
     xf = x.transpose(1, 2).reshape(2, 36)
     vf = v.transpose(1, 2).reshape(2, 36)
-    heads_kw = dict(collision_heads=3, coll_coef=0.9, dt=0.5)
-    k = int(literal_kitinet_masks(xf, vf, 3, 0.9).sum())
-    assert k > 5
-    gen = torch.Generator().manual_seed(4)
-    a, b = xf.clone().requires_grad_(), vf.clone().requires_grad_()
-    out, _ = kitinet_collision_with_rate(a, b, generator=gen, **heads_kw)
-    after_forward = gen.get_state()
-    out.square().sum().backward()
-    assert torch.equal(gen.get_state(), after_forward)
-    z = torch.randn(k, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
-    dirs = z / z.norm(dim=-1, keepdim=True)
-    a2, b2 = xf.clone().requires_grad_(), vf.clone().requires_grad_()
-    out2, _ = kitinet_collision_with_rate(a2, b2, directions=dirs, **heads_kw)
-    out2.square().sum().backward()
-    torch.testing.assert_close(out, out2, rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(a.grad, a2.grad, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(b.grad, b2.grad, rtol=1e-12, atol=1e-12)
+    pairs, _ = select_pairs(x, v, 0.9)
+    assert pairs.numel() > 5
+    key = stream_key(4, 0, 0, 0)  # the KITINet functional default stream, seed 4
+    z, inv_norm = normal_directions(key, pairs, 3, F64)
+    dirs = z * inv_norm
+
+    def grads(fn):
+        a, b = xf.clone().requires_grad_(), vf.clone().requires_grad_()
+        out = fn(a, b)
+        out.square().sum().backward()
+        return out.detach(), a.grad, b.grad
+
+    keyed = grads(lambda a, b: collide_features(a, b, pairs, 12, 0.5, key=key))
+    given = grads(lambda a, b: collide_features(a, b, pairs, 12, 0.5, directions=dirs))
+    op = grads(
+        lambda a, b: kitinet_collision_with_rate(
+            a, b, collision_heads=3, coll_coef=0.9, dt=0.5, seed=4
+        )[0]
+    )
+    for got, want in [*zip(keyed, given, strict=True), *zip(op, given, strict=True)]:
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     # And the literal reference agrees on the output.
     want, _ = literal_kitinet(xf, vf, 3, 0.9, dt=0.5, directions=dirs)
-    torch.testing.assert_close(out.detach(), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op[0], want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("rows", [False, True])
 def test_autograd_saves_no_per_pair_tensors(rows, monkeypatch):
-    """Saved for backward when directions are redrawn: v, the pair list and per-particle weights,
-    not K x d tensors (in both layouts of kitinet_collision)."""
-    monkeypatch.setattr(dsmc, "_SAVE_DIRECTIONS_ELEMENTS", 0)
+    """Saved for backward by the KITINet operator: x, v, the pair list and the key, not K x d
+    tensors (in both layouts of kitinet_collision; backward recomputes the directions)."""
+    monkeypatch.setattr(_pairs, "_SAVE_DIRECTIONS_ELEMENTS", 0)
     monkeypatch.setattr(kitinet, "_ROWS_FROM", 0.0 if rows else math.inf)
     gen = torch.Generator().manual_seed(0)
     s, heads, n = 4, 8, 64
@@ -356,13 +405,12 @@ def test_autograd_saves_no_per_pair_tensors(rows, monkeypatch):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out, rate = kitinet_collision_with_rate(
-            x.requires_grad_(), v, collision_heads=heads, coll_coef=0.99, generator=gen
+            x.requires_grad_(), v, collision_heads=heads, coll_coef=0.99
         )
     k = round(float(rate) * s * n * (n - 1) / 2)
     assert k > 5000
     per_pair_tensor = k * heads * 4
-    layout_copies = 2 * v.numel() * 4 if rows else 0  # autograd's reshape of x and v
-    assert sum(saved) <= v.numel() * 4 + k * 8 + s * n * 4 + layout_copies
+    assert sum(saved) <= 2 * v.numel() * 4 + k * 8 + 16
     assert sum(saved) < per_pair_tensor
     out.sum().backward()
     assert torch.isfinite(v.grad).all()

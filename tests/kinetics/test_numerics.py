@@ -81,15 +81,15 @@ def test_collision_mask_is_invariant_to_velocity_scale_and_matches_literal(scale
 def test_kitinet_collides_the_same_at_any_velocity_scale(scale, position_update):
     x, v = _features()
     kwargs = dict(collision_heads=4, coll_coef=0.6, position_update=position_update)
-    _, rate = kitinet_collision_with_rate(x, v, generator=_gen(2), **kwargs)
+    _, rate = kitinet_collision_with_rate(x, v, seed=2, **kwargs)
     assert 0 < float(rate) < 1
-    _, rate_s = kitinet_collision_with_rate(x, v * scale, generator=_gen(2), **kwargs)
+    _, rate_s = kitinet_collision_with_rate(x, v * scale, seed=2, **kwargs)
     assert float(rate_s) == float(rate)
     # With x = 0 the output is v' itself (x* = 0), so it can be compared scaled back.
     zero = torch.zeros_like(x)
-    want, rate0 = kitinet_collision_with_rate(zero, v, generator=_gen(2), **kwargs)
+    want, rate0 = kitinet_collision_with_rate(zero, v, seed=2, **kwargs)
     assert float(rate0) > 0
-    got, rate0_s = kitinet_collision_with_rate(zero, v * scale, generator=_gen(2), **kwargs)
+    got, rate0_s = kitinet_collision_with_rate(zero, v * scale, seed=2, **kwargs)
     assert float(rate0_s) == float(rate0)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got / scale, want, rtol=1e-5, atol=1e-5)
@@ -102,7 +102,7 @@ def test_kitinet_gradients_are_scale_equivariant(scale):
     grads = []
     for s in (1.0, scale):
         vs = (v * s).requires_grad_()
-        out = kitinet_collision(torch.zeros_like(v), vs, generator=_gen(2), **kwargs)
+        out = kitinet_collision(torch.zeros_like(v), vs, seed=2, **kwargs)
         (out / s).pow(2).sum().backward()  # out / s = v'(v): its Jacobian does not depend on s
         grads.append(vs.grad * s)
     assert torch.isfinite(grads[1]).all()
@@ -116,9 +116,7 @@ def test_systems_of_very_different_scales_in_one_batch():
     zero = torch.zeros_like(x)
     kwargs = dict(collision_heads=4, coll_coef=0.6)
     for row in range(3):
-        alone = kitinet_collision(
-            zero[row : row + 1], v[row : row + 1], generator=_gen(2), **kwargs
-        )
+        alone = kitinet_collision(zero[row : row + 1], v[row : row + 1], seed=2, **kwargs)
         assert not torch.equal(alone, v[row : row + 1])  # it collides
     res = collide(
         zero.reshape(3, 4, 16).transpose(1, 2),
@@ -167,9 +165,9 @@ def test_hard_collision_float16_near_its_max_is_finite_and_matches_float32():
     w, g = _layer(n=12, d=4)
     g16 = (5.5e4 + 1e3 * g).to(torch.float16)
     w16 = w.to(torch.float16)
-    want = hard_collision(w16.float(), g16.float(), 0.5, generator=_gen(4))
-    assert want.abs().max() < 6.5e4
-    got, res = hard_collision_with_stats(w16, g16, 0.5, generator=_gen(4))
+    want = hard_collision(w16.float(), g16.float(), 0.5, generator=_gen(10))
+    assert want.abs().max() < 6.5e4  # a draw that stays in float16's range (seeds vary ~6e4-7e4)
+    got, res = hard_collision_with_stats(w16, g16, 0.5, generator=_gen(10))
     assert int(res.num_accepted) > 0
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     torch.testing.assert_close(got, want.to(torch.float16), rtol=1e-3, atol=0.0)
@@ -180,9 +178,9 @@ def test_kitinet_float16_near_its_max_is_finite_and_matches_float32():
     v16 = (5.5e4 + 3e2 * v).to(torch.float16)
     x16 = x.to(torch.float16)
     kwargs = dict(collision_heads=2, coll_coef=0.5, position_update=True)
-    want, rate = kitinet_collision_with_rate(x16.float(), v16.float(), generator=_gen(4), **kwargs)
+    want, rate = kitinet_collision_with_rate(x16.float(), v16.float(), seed=4, **kwargs)
     assert float(rate) > 0 and want.abs().max() < 6.5e4
-    got, rate16 = kitinet_collision_with_rate(x16, v16, generator=_gen(4), **kwargs)
+    got, rate16 = kitinet_collision_with_rate(x16, v16, seed=4, **kwargs)
     assert float(rate16) == float(rate)
     assert got.dtype == torch.float16 and torch.isfinite(got).all()
     torch.testing.assert_close(got, want.to(torch.float16), rtol=1e-3, atol=0.0)
@@ -242,13 +240,16 @@ def test_collide_batch_skips_nonfinite_systems_only():
     bad_x[2, 0, 1] = -INF
     res = collide(bad_x, bad_v, 0.8, generator=_gen(3), position_update=True)
     good = [0, 3]
-    ref = collide(x[good], v[good], 0.8, generator=_gen(3), position_update=True)
+    # The clean batch, same key: its finite systems draw the same directions (keyed by system).
+    ref = collide(x, v, 0.8, generator=_gen(3), position_update=True)
     assert res.nonfinite.tolist() == [False, True, True, False]
     assert res.num_accepted[1:3].tolist() == [0, 0]
-    assert torch.equal(res.v_new[good], ref.v_new) and torch.equal(res.x_new[good], ref.x_new)
+    assert torch.equal(res.v_new[good], ref.v_new[good])
+    assert torch.equal(res.x_new[good], ref.x_new[good])
     assert torch.equal(res.v_new[1:3].nan_to_num(), bad_v[1:3].nan_to_num())
     assert torch.equal(res.x_new[1:3].nan_to_num(), bad_x[1:3].nan_to_num())
-    assert float(res.collision_rate) == float(ref.collision_rate) > 0
+    rate_good = float(ref.num_accepted[good].sum()) / (len(good) * ref.num_pairs)
+    assert float(res.collision_rate) == pytest.approx(rate_good) and rate_good > 0
 
 
 @pytest.mark.parametrize("v_scale", [1.0, 1e19])
@@ -259,12 +260,14 @@ def test_kitinet_nonfinite_system_is_the_plain_residual_and_spares_the_others(v_
     bad_v[1, 5] = NAN
     bad_x[3, 0] = INF
     kwargs = dict(collision_heads=4, coll_coef=0.6, dt=0.5)
-    got, rate = kitinet_collision_with_rate(bad_x, bad_v, generator=_gen(2), **kwargs)
+    got, rate = kitinet_collision_with_rate(bad_x, bad_v, seed=2, **kwargs)
     good = [0, 2, 4]
-    want, want_rate = kitinet_collision_with_rate(x[good], v[good], generator=_gen(2), **kwargs)
+    _, want_rate = kitinet_collision_with_rate(x[good], v[good], seed=2, **kwargs)
     assert float(want_rate) > 0
     assert float(rate) == float(want_rate)  # over the finite systems
-    torch.testing.assert_close(got[good], want, rtol=1e-6, atol=1e-6)
+    # The clean batch draws the same directions for the same systems: bitwise the same there.
+    want, _ = kitinet_collision_with_rate(x, v, seed=2, **kwargs)
+    assert torch.equal(got[good], want[good])
     plain = torch.add(bad_x, bad_v, alpha=0.5)
     assert torch.equal(got[[1, 3]].nan_to_num(), plain[[1, 3]].nan_to_num())
 
