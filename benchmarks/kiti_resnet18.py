@@ -198,11 +198,10 @@ def _kitinet_call_record(
     x2 = x.reshape(x.shape[0], -1).requires_grad_()
     v2 = v.reshape(v.shape[0], -1).requires_grad_()
     grad = torch.ones_like(x2)
-    gen = torch.Generator().manual_seed(0)
 
     def call(backward: bool) -> float:
         start = time.perf_counter()
-        out, _ = fn(x2, v2, collision_heads=cfg.kiti_heads, coll_coef=coef, generator=gen)
+        out, _ = fn(x2, v2, collision_heads=cfg.kiti_heads, coll_coef=coef)
         if backward:
             x2.grad = v2.grad = None
             out.backward(grad)
@@ -217,7 +216,7 @@ def _kitinet_call_record(
         rounds=max(3, cfg.kiti_rounds),
     )
     with torch.no_grad():
-        _, rate = fn(x2, v2, collision_heads=cfg.kiti_heads, coll_coef=coef, generator=gen)
+        _, rate = fn(x2, v2, collision_heads=cfg.kiti_heads, coll_coef=coef)
     return {
         "block": f"layer4.{block}",
         "coll_coef": coef,

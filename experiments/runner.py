@@ -64,6 +64,7 @@ from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
 from experiments.engine.runtime import resolve_device, seed_everything
 from experiments.engine.schedulers import build_scheduler
 from kinetics import KITINetConfig, neuron_view
+from kinetics.kitinet import seed_kitinet
 
 __all__ = [
     "build_model",
@@ -80,13 +81,8 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- builders
 
 
-def kitinet_config(rc: RunConfig, device: torch.device, rank: int = 0) -> KITINetConfig | None:
-    """The run's KITINet settings (None unless ``collision=kitinet``), with its own random stream.
-
-    The generator is seeded from the run, so the same seed gives the same directions whatever else
-    draws random numbers; under DDP each rank sees other samples and gets its own stream (like
-    dropout).
-    """
+def kitinet_config(rc: RunConfig) -> KITINetConfig | None:
+    """The run's KITINet settings (None unless ``collision=kitinet``)."""
     c = rc.collision
     if c.name != "kitinet":
         return None
@@ -96,21 +92,26 @@ def kitinet_config(rc: RunConfig, device: torch.device, rank: int = 0) -> KITINe
         dt=c.dt,
         position_update=c.position_update,
         mean_free_path=c.mean_free_path,
-        generator=torch.Generator(device=device).manual_seed(rc.collision_seed + rank),
+        seed=rc.collision_seed,
     )
 
 
-def build_model(
-    rc: RunConfig, device: torch.device, task: Task | None = None, rank: int = 0
-) -> nn.Module:
-    """The configured model on ``device``, its arguments completed and checked by ``task``."""
+def build_model(rc: RunConfig, device: torch.device, task: Task | None = None) -> nn.Module:
+    """The configured model on ``device``, its arguments completed and checked by ``task``.
+
+    KITINet modules get the run's collision seed and one random stream each (in module order);
+    their directions depend on (seed, stream, call, rank, system, pair) only, so the same seed
+    gives the same directions whatever else draws random numbers, and under DDP each rank,
+    seeing other samples, draws from its own streams (like dropout).
+    """
     kwargs = dict(rc.model.kwargs)
     if task is not None:
         kwargs = task.model_kwargs(rc.model.name, kwargs)
-    kitinet = kitinet_config(rc, device, rank)
+    kitinet = kitinet_config(rc)
     if kitinet is not None:
         kwargs["kitinet"] = kitinet
     model = MODELS.create(rc.model.name, **kwargs).to(device)
+    seed_kitinet(model, rc.collision_seed)
     if task is not None:
         task.check_model(model, rc.model.name)
     return model
@@ -302,7 +303,7 @@ def prepare(rc: RunConfig) -> Prepared:
             f"resolved to {device}; use bf16 or fp32"
         )
     task: Task = DATASETS.create(rc.dataset.name, **rc.dataset.kwargs)
-    model = build_model(rc, device, task, rank=dist.rank)
+    model = build_model(rc, device, task)
     if rc.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     watch = select_watch(model, rc.trainer.watch, rc.model.name)

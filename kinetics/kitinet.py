@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import register_flop_formula
 
 from kinetics._pairs import (
     _Columns,
@@ -295,6 +296,17 @@ def _backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
 
 
 _kitinet_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+@register_flop_formula(torch.ops.kinetics.kitinet_collision)
+def _kitinet_flops(x_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """FLOPs FlopCounterMode counts for one collision: the selection's two Gram matmuls,
+    2 S N^2 (heads + 2) each (the velocity one is skipped where positions rule out every pair;
+    the O(K heads) collision itself is not counted)."""
+    heads = args[4]
+    n_sys, n_features = x_shape
+    n = n_features // heads
+    return 2 * (2 * n_sys * n * n * (heads + 2))
 
 
 def kitinet_collision_with_rate(

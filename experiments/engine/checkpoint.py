@@ -2,8 +2,9 @@
 
 A checkpoint holds only dicts, lists, numbers and tensors, so it loads with
 ``torch.load(weights_only=True)``: the model, the optimizer (a KineticOptimizer's generator
-included), the scheduler and grad scaler, every RNG state (Python, NumPy, torch CPU/CUDA and the
-modules' own generators, e.g. KITINet's), the training iterable's state at the start of the
+included), the scheduler and grad scaler, every RNG state (Python, NumPy, torch CPU/CUDA) and the
+KITINet modules' call counters (their random streams are keyed by them; not in the model's
+``state_dict``), the training iterable's state at the start of the
 current epoch and how many of its batches were consumed, the callbacks' running sums, the
 records so far and the external logger's run id.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,14 @@ from torch import nn
 
 from experiments.core.errors import ConfigError
 from experiments.core.io import atomic_torch_save
+from kinetics.kitinet import kitinet_state, load_kitinet_state
 
 __all__ = [
     "CHECKPOINT_NAME",
     "DamagedCheckpointError",
     "capture_rng_state",
     "load_checkpoint",
-    "module_generators",
-    "restore_generators",
+    "restore_random_state",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -76,24 +76,11 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def module_generators(model: nn.Module) -> dict[str, torch.Generator]:
-    """Private random generators of modules (e.g. KITINet's ``generator``), by module name."""
-    return {
-        name: module.generator
-        for name, module in model.named_modules()
-        if isinstance(getattr(module, "generator", None), torch.Generator)
-    }
-
-
 def save_checkpoint(path: Path, contents: Mapping[str, Any], model: nn.Module) -> None:
-    """Write ``contents`` plus the RNG states (global and ``model``'s modules') atomically."""
+    """Write ``contents`` plus the random state (global RNGs, ``model``'s KITINet call counters)
+    atomically."""
     atomic_torch_save(
-        path,
-        {
-            **contents,
-            "rng": capture_rng_state(),
-            "module_generators": {n: g.get_state() for n, g in module_generators(model).items()},
-        },
+        path, {**contents, "rng": capture_rng_state(), "kitinet_calls": kitinet_state(model)}
     )
 
 
@@ -119,18 +106,7 @@ def load_checkpoint(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     return checkpoint
 
 
-def restore_generators(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
-    """Set the global and the modules' RNG states saved by :func:`save_checkpoint`."""
-    for name, generator in module_generators(model).items():
-        state = checkpoint["module_generators"][name]
-        try:
-            generator.set_state(state)
-        except RuntimeError:
-            # e.g. a CUDA (Philox) state resumed on the CPU (Mersenne twister): not convertible
-            warnings.warn(
-                f"the random state of {name} was saved on another kind of device and cannot be "
-                f"restored on {generator.device}: its random stream continues from its seed, so "
-                "the resumed run is not bit-identical to an uninterrupted one",
-                stacklevel=2,
-            )
+def restore_random_state(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
+    """Set the global RNG states and the KITINet call counters saved by :func:`save_checkpoint`."""
+    load_kitinet_state(model, checkpoint.get("kitinet_calls", {}))
     restore_rng_state(checkpoint["rng"])

@@ -44,7 +44,7 @@ from experiments.engine.callbacks import Callback, LoopState, Record
 from experiments.engine.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
-    restore_generators,
+    restore_random_state,
     save_checkpoint,
 )
 from experiments.engine.rundir import MetricsWriter, RunLogger
@@ -271,7 +271,7 @@ class _Loop:
         batches = iter(self.train_data)
         if checkpoint is not None:
             _skip(batches, state.batch)
-            restore_generators(checkpoint, self.model)  # after the skip's random draws
+            restore_random_state(checkpoint, self.model)  # after the skip's random draws
         self.model.train()
         for group in _groups(batches, t.grad_accum_steps):
             self.interval.add(*self.train_step(group))

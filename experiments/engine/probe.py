@@ -21,8 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.core.errors import ConfigError
 from experiments.core.task import call_model, split_batch
-from experiments.engine.checkpoint import module_generators
 from kinetics import KITINet
+from kinetics.kitinet import kitinet_state, load_kitinet_state
 
 __all__ = ["check_kitinet_sizes", "first_rows", "model_cost", "sample_inputs"]
 
@@ -91,17 +91,16 @@ def check_kitinet_sizes(model: nn.Module, inputs: Any) -> dict[str, int]:
 def model_cost(model: nn.Module, inputs: Any) -> dict[str, float | int]:
     """``num_params``, and ``mflops``: FLOPs of one eval forward of ``inputs`` in millions (2 per
     multiply-add, torch's FlopCounterMode). With KITINet also ``mflops_train``: the same with the
-    KITINet modules in training mode (their collisions' matrix products); the modules' random
-    generators and collision rates are left as they were."""
+    KITINet modules in training mode (their collisions' matrix products); the modules' call
+    counters and collision rates are left as they were."""
     cost: dict[str, float | int] = {"num_params": sum(p.numel() for p in model.parameters())}
     kitinets = [m for m in model.modules() if isinstance(m, KITINet)]
     modes = {m: m.training for m in model.modules()}
-    generators = {n: g.get_state() for n, g in module_generators(model).items()}
+    calls = kitinet_state(model)
     cuda = [p.device for p in model.parameters() if p.device.type == "cuda"][:1]
-    with torch.random.fork_rng(devices=cuda):  # a KITINet without a generator draws globally
+    with torch.random.fork_rng(devices=cuda):  # dropout and the like draw globally
         _count_flops(model, inputs, kitinets, cost)
-    for name, generator in module_generators(model).items():
-        generator.set_state(generators[name])
+    load_kitinet_state(model, calls)
     for m in kitinets:
         m.last_collision_rate = None
     for m, training in modes.items():

@@ -228,7 +228,7 @@ def test_kitinet_layers_and_position_update_reach_modules() -> None:
     u = _smooth_1d(32)
     outputs = {}
     for flag in (True, False):
-        config = replace(EAGER, position_update=flag, generator=torch.Generator().manual_seed(1))
+        config = replace(EAGER, position_update=flag, seed=1)
         _, kiti = _pair("fno1d", config, **TINY_FNO1D)
         outputs[flag] = kiti.train()(u)
     assert not torch.allclose(outputs[True], outputs[False], atol=1e-4)

@@ -127,8 +127,7 @@ def test_kiti_eval_equals_vanilla_exactly(depth: int) -> None:
 
 
 def test_kiti_training_collides_and_logs_rate() -> None:
-    gen = torch.Generator().manual_seed(3)
-    vanilla, kiti = _twins("cifar_resnet18", replace(EAGER, generator=gen), **TINY)
+    vanilla, kiti = _twins("cifar_resnet18", replace(EAGER, seed=3), **TINY)
     modules = _kitinets(kiti)
     assert all(m.last_collision_rate is None for m in modules.values())
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(4))

@@ -290,23 +290,6 @@ def test_a_damaged_checkpoint_names_the_file(tmp_path: Path) -> None:
         run_inprocess(tmp_path, "trainer.epochs=3", "resume=auto")
 
 
-def test_a_generator_state_from_another_device_resumes_with_a_warning(tmp_path: Path) -> None:
-    """A CUDA generator's state (16 bytes of Philox seed and offset) cannot become a CPU
-    generator's: the run resumes, says its stream changed, and ends."""
-    common = ["model=kitinet_fc", "collision=kitinet", "trainer.checkpoint_every=1"]
-    run_inprocess(tmp_path, *common, "trainer.epochs=2")
-    path = tmp_path / "checkpoints" / "last.pt"
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["module_generators"] = {
-        name: torch.zeros(16, dtype=torch.uint8) for name in checkpoint["module_generators"]
-    }
-    checkpoint["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)]
-    torch.save(checkpoint, path)
-    with pytest.warns(UserWarning, match="saved on another kind of device"):
-        run_inprocess(tmp_path, *common, "trainer.epochs=3", "resume=auto")
-    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0, 1, 2, 3]
-
-
 def test_run_files_get_the_users_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
