@@ -33,16 +33,13 @@ def bench_kitinet(cfg: Config) -> list[dict[str, Any]]:
         for h in cfg.kitinet_heads
     }
     grad_out = torch.randn(s, dim, generator=gen)
-    coll_gen = torch.Generator().manual_seed(1)
     x_plain = xs[cfg.kitinet_heads[0]]
 
     def forward(name: str) -> torch.Tensor:
         if name == "plain":
             return x_plain + v
         h = int(name[1:])
-        return kitinet_collision(
-            xs[h], v, collision_heads=h, coll_coef=cfg.kitinet_coef, generator=coll_gen
-        )
+        return kitinet_collision(xs[h], v, collision_heads=h, coll_coef=cfg.kitinet_coef)
 
     def fwd_bwd(name: str) -> None:
         for leaf in (v, *xs.values()):

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from kinetics.dsmc import DSMCResult, _check_coef, _compute_dtype, collide
 from kinetics.metrics import cosine_similarity_matrix
+from kinetics.streams import stream_key
 
 __all__ = [
     "hard_collision",
@@ -31,6 +32,9 @@ __all__ = [
     "soft_collision",
     "soft_collision_with_stats",
 ]
+
+# KineticOptimizer calls the collisions through the operators at the end of this module:
+# torch.compile sees one opaque node per layer (no host sync, no data-dependent branch).
 
 
 def _as_rows(weight: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -105,6 +109,7 @@ def hard_collision_with_stats(
     *,
     mean_free_path: float = 1.0,
     generator: torch.Generator | None = None,
+    key: tuple[int, int] | None = None,
 ) -> tuple[Tensor, DSMCResult]:
     """:func:`hard_collision` that also returns the :class:`~kinetics.dsmc.DSMCResult` (mask, rate).
 
@@ -118,6 +123,7 @@ def hard_collision_with_stats(
         coll_coef,
         mean_free_path=mean_free_path,
         generator=generator,
+        key=key,
     )
     new = result.v_new.reshape(grad.shape).to(grad.dtype)
     if new.data_ptr() == grad.data_ptr():  # nothing collided: never hand back an alias of the input
@@ -132,6 +138,7 @@ def hard_collision(
     *,
     mean_free_path: float = 1.0,
     generator: torch.Generator | None = None,
+    key: tuple[int, int] | None = None,
 ) -> Tensor:
     """KO hard collision (Algorithm 1, Eqs. 5-8): one DSMC hard-sphere step between neurons.
 
@@ -144,13 +151,88 @@ def hard_collision(
         grad: its gradient, same shape.
         coll_coef: in [0, 1]; higher accepts more pairs, 0 none.
         mean_free_path: length scale of the locality factor exp(-|w_i - w_j| / mean_free_path).
-        generator: source of the random directions (default: torch's global generator).
+        generator: draws the key of the random directions, one number per call (default:
+            torch's global generator); not used when ``key`` is given.
+        key: stream key of the directions (:func:`kinetics.streams.stream_key`): pair (i, j)
+            takes the direction of its index in that stream (:mod:`kinetics.streams`).
 
     Returns:
         The new gradient, same shape and dtype as ``grad``; ``grad`` unchanged (a copy) if
         ``weight`` or ``grad`` holds a NaN or Inf (see :func:`hard_collision_with_stats`).
     """
     new, _ = hard_collision_with_stats(
-        weight, grad, coll_coef, mean_free_path=mean_free_path, generator=generator
+        weight, grad, coll_coef, mean_free_path=mean_free_path, generator=generator, key=key
     )
     return new
+
+
+# --------------------------------------------------------------------------------------------
+# The collisions as operators (torch.library custom ops) for KineticOptimizer
+
+
+@torch.library.custom_op("kinetics::soft_collision", mutates_args=())
+def _soft_op(weight: Tensor, grad: Tensor, coll_coef: float, exclude_self: bool) -> Tensor:
+    return soft_collision(weight, grad, coll_coef, exclude_self=exclude_self)
+
+
+@_soft_op.register_fake
+def _(weight, grad, coll_coef, exclude_self):  # type: ignore[no-untyped-def]
+    return torch.empty_like(grad)
+
+
+@torch.library.custom_op("kinetics::hard_collision", mutates_args=())
+def _hard_op(
+    weight: Tensor,
+    grad: Tensor,
+    calls: Tensor,
+    seed: int,
+    layer: int,
+    coll_coef: float,
+    mean_free_path: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(new grad, collision rate, nonfinite)`` of one layer's hard collision, its directions
+    keyed by (seed, calls, layer). A non-finite layer: the gradient (a copy), NaN, True."""
+    nonfinite = not bool(torch.isfinite(weight).all() & torch.isfinite(grad).all())
+    if nonfinite:
+        nan = torch.full((), float("nan"), device=grad.device)
+        return grad.clone(), nan, torch.ones((), dtype=torch.bool, device=grad.device)
+    key = stream_key(seed, int(calls), layer)
+    w, g = _as_rows(weight, grad)
+    result = collide(
+        w.unsqueeze(0), g.unsqueeze(0), coll_coef, mean_free_path=mean_free_path, key=key
+    )
+    new = result.v_new.reshape(grad.shape).to(grad.dtype)
+    if new.data_ptr() == grad.data_ptr():  # an operator returns no alias of an input
+        new = new.clone()
+    flag = torch.zeros((), dtype=torch.bool, device=grad.device)
+    return new, result.collision_rate.to(grad.device), flag
+
+
+@_hard_op.register_fake
+def _(weight, grad, calls, seed, layer, coll_coef, mean_free_path):  # type: ignore[no-untyped-def]
+    scalar = torch.empty((), device=grad.device)
+    return torch.empty_like(grad), scalar, torch.empty((), dtype=torch.bool, device=grad.device)
+
+
+def soft_collision_op(weight: Tensor, grad: Tensor, coll_coef: float, exclude_self: bool) -> Tensor:
+    """:func:`soft_collision` as the operator ``kinetics::soft_collision`` (for torch.compile)."""
+    return _soft_op(weight, grad, float(coll_coef), bool(exclude_self))
+
+
+def hard_collision_op(
+    weight: Tensor,
+    grad: Tensor,
+    calls: Tensor,
+    *,
+    seed: int,
+    layer: int,
+    coll_coef: float,
+    mean_free_path: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`hard_collision` as the operator ``kinetics::hard_collision``, its random directions
+    keyed by ``(seed, calls, layer)`` (``calls``: a 0-d int64 tensor, e.g. a step counter).
+
+    Returns ``(new gradient, collision rate, nonfinite)``; a layer with a NaN or Inf in ``weight``
+    or ``grad`` gives a copy of ``grad``, a NaN rate and ``nonfinite`` True.
+    """
+    return _hard_op(weight, grad, calls, int(seed), int(layer), float(coll_coef), mean_free_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from kinetics.collision import hard_collision_with_stats, soft_collision
+from kinetics.collision import hard_collision_op, soft_collision_op
 from kinetics.dsmc import _check_coef, _compute_dtype
 
 __all__ = [
@@ -152,7 +153,7 @@ _PICKLED = (
     "layers",
     *_CONFIG_KEYS,
     "_closure_required",
-    "_generators",
+    "_collisions",
     "_rates",
     "_stats",
     "_skips",
@@ -176,9 +177,13 @@ class KineticOptimizer(Optimizer):
             (``nn.Embedding(sparse=True)``) are refused: a collision needs dense rows.
         mode: ``"soft"`` (KO Algorithm 2) or ``"hard"`` (KO Algorithm 1, DSMC hard spheres).
         coll_coef: collision coefficient in [0, 1].
-        seed: seed of the gadget's own ``torch.Generator`` (hard mode). Use the same seed on every
-            DDP rank: gradients are identical after all-reduce, so every rank draws the same
-            directions and replicas stay bit-identical.
+        seed: seed of the optimizer's own random stream (hard mode): the directions of layer
+            ``l``'s pair (i, j) at the optimizer's ``c``-th collision are keyed by
+            (seed, c, l, i, j) (:mod:`kinetics.streams`), never drawn from the global RNG, and do
+            not depend on how the work is chunked. Use the same seed on every DDP rank: gradients
+            are identical after all-reduce, so every rank draws the same directions and replicas
+            stay bit-identical (the rank is not part of the key). The counter ``c`` is in
+            :meth:`state_dict`, so a resumed run continues the stream.
         exclude_self: soft mode without the i == j term (KO App. A Eq. 12).
         mean_free_path: hard mode locality length scale; > 0.
         max_neurons: refuse a layer with more neurons than this (default 16384).
@@ -197,11 +202,11 @@ class KineticOptimizer(Optimizer):
     would) keeps its gradient exactly as it is for that step, so the base optimizer and a
     ``GradScaler`` treat it as they would without KO (a soft collision would otherwise spread one
     NaN over every neuron of the layer). Such skips are counted per layer in
-    :attr:`nonfinite_skips` (checkpointed). Soft mode decides with ``torch.where`` on a 0-dim flag:
-    no host synchronisation (it costs two finite-valued copies of the layer's weight and gradient).
-    Hard mode reads the flags on the host (two syncs per layer: before the collision, so a skipped
-    layer costs no collision and no random draws, and after it), as its pair selection synchronises
-    anyway (the number of accepted pairs is data-dependent).
+    :attr:`nonfinite_skips` (checkpointed). The decision is a ``torch.where`` on a 0-dim flag in
+    the optimizer's code (no host synchronisation there): each layer's collision is one operator
+    (``kinetics::soft_collision``, ``kinetics::hard_collision``), so ``torch.compile`` of a step
+    with :meth:`step` inside has no graph break from the collision (the hard operator's pair
+    selection synchronises inside, as the number of accepted pairs is data-dependent).
 
     What a collision does to the descent direction (KO Eq. 8, SPEC §1.3): in hard mode neuron i
     with ``k_i`` accepted partners gets ``g*_i = g_i + sum_j [(g_j - g_i)/2 + |g_i - g_j| n_ij/2]``,
@@ -218,7 +223,8 @@ class KineticOptimizer(Optimizer):
     step is absent from all of them):
 
     * :attr:`collision_rates` / :attr:`collision_rate_tensors`: hard mode, accepted / candidate
-      pairs per layer (absent for a layer skipped for non-finite values; soft mode: empty);
+      pairs per layer (a layer skipped for non-finite values: absent from ``collision_rates``,
+      NaN in ``collision_rate_tensors``; soft mode: empty);
     * :attr:`collision_stats`: ``{layer: {"alignment", "norm_ratio", "skipped"}}``;
     * :attr:`nonfinite_skips` / :attr:`nonfinite_skip_tensors`: cumulative skip counts per layer.
 
@@ -280,7 +286,9 @@ class KineticOptimizer(Optimizer):
         self.exclude_self = bool(exclude_self)
         self.mean_free_path = float(mean_free_path)
         self._closure_required = _requires_closure(optimizer)
-        self._generators: dict[str, torch.Generator] = {}
+        # Collisions so far: the counter of the random stream (a CPU tensor, so a compiled step
+        # increments it in place instead of recompiling for every new value).
+        self._collisions = torch.zeros((), dtype=torch.int64)
         self._rates: dict[str, Tensor] = {}
         self._stats: dict[str, dict[str, Tensor]] = {}
         self._skips: dict[str, Tensor] = {}
@@ -357,13 +365,6 @@ class KineticOptimizer(Optimizer):
         )
 
     # -- collision ------------------------------------------------------------------------------
-    def _generator(self, device: torch.device) -> torch.Generator:
-        # One generator per device type: ranks on cuda:0 and cuda:1 share seed and state layout.
-        key = device.type
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
-
     def _count_skip(self, name: str, skipped: Tensor) -> None:
         count = self._skips.get(name)
         if count is None or count.device != skipped.device:
@@ -378,44 +379,43 @@ class KineticOptimizer(Optimizer):
         Replaces :attr:`collision_rate_tensors` and :attr:`collision_stats` by this call's values;
         a layer whose gradient or weight is not all finite keeps its gradient (see the class doc).
         """
-        work = [(name, m) for name, m in self.layers.items() if m.weight.grad is not None]
-        for name, module in work:
+        work = [
+            (index, name, m)
+            for index, (name, m) in enumerate(self.layers.items())
+            if m.weight.grad is not None
+        ]
+        for _, name, module in work:
             if module.weight.grad.is_sparse:
                 raise TypeError(f"layer {name!r} has a sparse gradient; collisions need dense rows")
         self._rates = {}
         self._stats = {}
-        for name, module in work:
+        for index, name, module in work:
             # one neuron per row: a view, so writing into it writes the stored gradient
             weight = neuron_view(module, module.weight)
             grad = neuron_view(module, module.weight.grad)
-            finite = torch.isfinite(grad).all() & torch.isfinite(weight).all()
             if self.mode == "soft":
+                finite = torch.isfinite(grad).all() & torch.isfinite(weight).all()
                 # Finite stand-ins (the same values when finite): the collision never sees a NaN.
                 w_in = torch.where(finite, weight.detach(), 0)
                 g_in = torch.where(finite, grad, 0)
-                new = soft_collision(w_in, g_in, self.coll_coef, exclude_self=self.exclude_self)
-                ok = finite & torch.isfinite(new).all()
-                self._stats[name] = _stats(new, grad, ok)
-                grad.copy_(torch.where(ok, new, grad))
+                new = soft_collision_op(w_in, g_in, self.coll_coef, self.exclude_self)
             else:
-                ok = bool(finite)
-                if ok:
-                    new, result = hard_collision_with_stats(
-                        weight,
-                        grad,
-                        self.coll_coef,
-                        mean_free_path=self.mean_free_path,
-                        generator=self._generator(weight.device),
-                    )
-                    ok = bool(torch.isfinite(new).all())
-                flag = torch.tensor(ok, device=grad.device)
-                if ok:
-                    self._rates[name] = result.collision_rate
-                    self._stats[name] = _stats(new, grad, flag)
-                    grad.copy_(new)
-                else:
-                    self._stats[name] = _stats(grad, grad, flag)
+                new, rate, nonfinite = hard_collision_op(
+                    weight.detach(),
+                    grad,
+                    self._collisions,
+                    seed=self.seed,
+                    layer=index,
+                    coll_coef=self.coll_coef,
+                    mean_free_path=self.mean_free_path,
+                )
+                finite = nonfinite.logical_not()
+                self._rates[name] = rate
+            ok = finite & torch.isfinite(new).all()
+            self._stats[name] = _stats(new, grad, ok)
+            grad.copy_(torch.where(ok, new, grad))
             self._count_skip(name, self._stats[name]["skipped"])
+        self._collisions.add_(1)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -448,7 +448,8 @@ class KineticOptimizer(Optimizer):
         non-finite values, has no rate for that step. Soft mode couples every pair with a
         continuous weight, so it has no rate (empty dict). Reading this synchronises with the device.
         """
-        return {name: float(rate) for name, rate in self._rates.items()}
+        rates = {name: float(rate) for name, rate in self._rates.items()}
+        return {name: rate for name, rate in rates.items() if not math.isnan(rate)}
 
     @property
     def collision_rate_tensors(self) -> dict[str, Tensor]:
@@ -485,15 +486,15 @@ class KineticOptimizer(Optimizer):
         return {key: getattr(self, key) for key in _CONFIG_KEYS}
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """The base's state dict plus a ``"kinetic"`` entry: the configuration, the generators'
-        states and the non-finite skip counts (plain containers and tensors: loadable with
+        """The base's state dict plus a ``"kinetic"`` entry: the configuration, the random
+        stream's counter and the non-finite skip counts (plain containers and tensors: loadable with
         ``torch.load(weights_only=True)``). State-dict hooks run as for torch optimizers."""
         for pre_hook in self._optimizer_state_dict_pre_hooks.values():
             pre_hook(self)
         state = self.optimizer.state_dict()
         state["kinetic"] = {
             **self._config(),
-            "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "collisions": int(self._collisions),
             "nonfinite_skips": self.nonfinite_skips,
         }
         for post_hook in self._optimizer_state_dict_post_hooks.values():
@@ -527,12 +528,14 @@ class KineticOptimizer(Optimizer):
                     )
         self.optimizer.load_state_dict(state_dict)
         if kinetic is not None:
-            for key, gen_state in kinetic.get("generators", {}).items():
-                device = next(
-                    (m.weight.device for m in self.layers.values() if m.weight.device.type == key),
-                    torch.device(key),
+            if "generators" in kinetic and "collisions" not in kinetic:
+                warnings.warn(
+                    "this optimizer state was saved by a kinetics version that drew KO's "
+                    "directions from a torch.Generator; its stream cannot be continued, the "
+                    "collisions restart their counter-based stream at 0",
+                    stacklevel=2,
                 )
-                self._generator(device).set_state(gen_state)
+            self._collisions.fill_(int(kinetic.get("collisions", 0)))
             skips = kinetic.get("nonfinite_skips", {})
             self._skips = {
                 name: torch.tensor(int(skips[name]), device=m.weight.device)

@@ -17,6 +17,7 @@ from torch.optim import optimizer as torch_optimizer_module
 
 from kinetics import KineticOptimizer, select_modules
 from kinetics.collision import hard_collision, soft_collision
+from kinetics.streams import stream_key
 
 F64 = torch.float64
 
@@ -302,7 +303,7 @@ def test_load_state_dict_accepts_states_of_the_previous_format():
         _train_step(reference, opt_ref, step)
         _train_step(resumed, opt_first, step)
     state = opt_first.state_dict()
-    old = {k: state["kinetic"][k] for k in ("mode", "coll_coef", "seed", "generators")}
+    old = {k: state["kinetic"][k] for k in ("mode", "coll_coef", "seed", "collisions")}
     state["kinetic"] = old
     opt_new = _kinetic(resumed)
     opt_new.load_state_dict(state)
@@ -310,6 +311,20 @@ def test_load_state_dict_accepts_states_of_the_previous_format():
         _train_step(reference, opt_ref, step)
         _train_step(resumed, opt_new, step)
     assert torch.equal(reference.fc2.weight, resumed.fc2.weight)
+
+
+def test_a_state_with_torch_generator_states_loads_and_says_its_stream_restarts():
+    """States of the kinetics versions that drew KO's directions from a torch.Generator."""
+    model = _net(6)
+    opt = _kinetic(model)
+    _train_step(model, opt, 0)
+    state = opt.state_dict()
+    del state["kinetic"]["collisions"]
+    state["kinetic"]["generators"] = {"cpu": torch.Generator().get_state()}
+    fresh = _kinetic(model)
+    with pytest.warns(UserWarning, match="restart"):
+        fresh.load_state_dict(state)
+    assert int(fresh._collisions) == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,13 +422,13 @@ def test_finite_collisions_are_the_functional_results_bit_for_bit(mode):
     _loss(model, 0).backward()
     weights = {n: model.get_submodule(n).weight.detach().clone() for n in ("fc2", "out")}
     grads = {n: model.get_submodule(n).weight.grad.clone() for n in ("fc2", "out")}
-    gen = torch.Generator().manual_seed(5)
     opt.collide_gradients()
     for name in ("fc2", "out"):
         if mode == "soft":
             want = soft_collision(weights[name], grads[name], 0.9)
-        else:
-            want = hard_collision(weights[name], grads[name], 0.9, generator=gen)
+        else:  # the optimizer's first collision of layer `index`: key (seed, 0, index)
+            key = stream_key(5, 0, list(opt.layers).index(name))
+            want = hard_collision(weights[name], grads[name], 0.9, key=key)
         assert torch.equal(model.get_submodule(name).weight.grad, want), name
 
 
