@@ -19,6 +19,7 @@ record of the initial model (``state.initial``) has no training behind it: callb
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -130,8 +131,9 @@ class CollisionRates(Callback):
     def on_record(self, state: LoopState, record: Record) -> None:
         for name in self.sites:
             values = self.values.get(name)
-            mean = float(torch.stack([v.float() for v in values]).mean()) if values else None
-            record[f"collision_rate.{name}"] = mean
+            # nanmean: a hard-mode layer skipped for non-finite values has a NaN rate that step
+            mean = float(torch.stack([v.float() for v in values]).nanmean()) if values else None
+            record[f"collision_rate.{name}"] = None if mean is None or math.isnan(mean) else mean
         self.values = {}
 
     def state_dict(self) -> dict[str, Any]:
