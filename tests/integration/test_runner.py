@@ -210,9 +210,10 @@ def test_fit_with_dataloader_metrics_and_step_scheduler(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "setup",
     [
-        # KITINet draws from torch's global RNG; mini-batches reshuffle every epoch; cosine LR.
+        # KITINet keys its draws by its call counter (checkpointed); mini-batches reshuffle every
+        # epoch; cosine LR.
         ["model=kitinet_fc", "collision=kitinet", "scheduler=cosine"],
-        # KO hard collision draws from the optimizer's own generator; SGD momentum state.
+        # KO hard collision keys its draws by its collision counter (in its state_dict); SGD momentum.
         ["collision=hard", "optimizer=sgd", "optimizer.lr=0.05"],
         # timm's warm-up + cosine, updated after every optimizer step (the ImageNet recipes).
         [
