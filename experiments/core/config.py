@@ -72,7 +72,7 @@ COLLISION_KEYS: dict[str, tuple[str, ...]] = {
     ),
 }
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "lamb")
-SCHEDULER_NAMES = ("none", "cosine", "multistep")
+SCHEDULER_NAMES = ("none", "cosine", "linear", "multistep")
 SCHEDULER_INTERVALS = ("epoch", "step")
 LOGGER_NAMES = ("none", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -176,7 +176,8 @@ class SchedulerConfig:
     """
 
     name: str = "none"
-    """none (constant lr, after the warm-up if any) | cosine | multistep."""
+    """none (constant lr, after the warm-up if any) | cosine | linear (decay to eta_min at the
+    end of the run, as transformers' linear schedule) | multistep."""
     interval: str = "epoch"
     """epoch | step: update the lr after every epoch or after every optimizer update."""
     milestones: list[int] = field(default_factory=list)
@@ -186,7 +187,7 @@ class SchedulerConfig:
     """cosine: length of the decay in epochs (after it the lr stays at ``eta_min``); None: to the
     end of the run."""
     eta_min: float = 0.0
-    """cosine: final learning rate (timm's ``min_lr``)."""
+    """cosine, linear: final learning rate (timm's ``min_lr``)."""
     warmup_epochs: int = 0
     """Epochs of linear warm-up (0: none)."""
     warmup_steps: int = 0

@@ -8,7 +8,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-__all__ = ["accuracy_metrics", "mse", "relative_l2", "rmse", "topk_accuracy"]
+__all__ = ["MacroF1", "accuracy_metrics", "mse", "relative_l2", "rmse", "topk_accuracy"]
 
 MetricFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -30,6 +30,32 @@ def accuracy_metrics(num_classes: int, ks: Sequence[int] = (1, 5)) -> dict[str, 
     """``{"top1": ..., "top5": ...}`` metric functions; ``k`` larger than the class count is
     skipped."""
     return {f"top{k}": partial(topk_accuracy, k=k) for k in ks if k <= num_classes}
+
+
+class MacroF1:
+    """Macro-averaged F1 over ``num_classes`` classes, a metric that is not a mean over rows.
+
+    Called on a batch it returns the confusion matrix divided by the batch size (a per-row mean,
+    as the loop expects); the loop's unit-weighted average of those is the test set's confusion
+    matrix over its size, and :meth:`finalize` turns that into the F1 (scale-free). A class that
+    never occurs and is never predicted is left out of the mean (its F1 is undefined).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+
+    def __call__(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        predicted = outputs.argmax(dim=-1)
+        index = targets.long() * self.num_classes + predicted
+        counts = torch.bincount(index, minlength=self.num_classes**2).double()
+        return counts.view(self.num_classes, self.num_classes) / max(int(targets.numel()), 1)
+
+    def finalize(self, confusion: Tensor) -> float:
+        """Macro-F1 of a (true, predicted) confusion matrix (counts or any multiple of them)."""
+        true_positive = confusion.diagonal()
+        denominator = confusion.sum(dim=0) + confusion.sum(dim=1)  # 2 TP + FP + FN
+        present = denominator > 0
+        return float((2 * true_positive[present] / denominator[present]).mean())
 
 
 def relative_l2(

@@ -76,12 +76,14 @@ def evaluate(
 ) -> Record:
     """``test_loss`` and ``test_<metric>`` over ``batches`` in eval mode, weighted by units.
 
-    Losses and metrics are computed in float32 even under autocast.
+    Losses and metrics are computed in float32 even under autocast. A metric with a
+    ``finalize`` method (e.g. :class:`~experiments.core.metrics.MacroF1`) may return a tensor per
+    batch; its unit-weighted mean over the batches is passed to ``finalize`` for the number.
     """
     was_training = model.training
     model.eval()
     total, count = torch.zeros((), dtype=torch.float64), 0
-    sums = {name: torch.zeros((), dtype=torch.float64) for name in task.metric_fns}
+    sums: dict[str, Tensor] = {}
     for batch in batches:
         inputs, targets = split_batch(to_device(batch, device, channels_last=channels_last))
         with autocast(device, precision):
@@ -89,13 +91,17 @@ def evaluate(
         n = task.units(inputs, targets)
         total += task.eval_loss(outputs, targets).detach().double().cpu() * n
         for name, fn in task.metric_fns.items():
-            sums[name] += fn(outputs, targets).detach().double().cpu() * n
+            value = fn(outputs, targets).detach().double().cpu() * n
+            sums[name] = sums[name] + value if name in sums else value
         count += n
     model.train(was_training)
     if count == 0:
         raise ValueError("the test iterable yielded no batch")
     record: Record = {"test_loss": float(total / count)}
-    record.update({f"test_{name}": float(s / count) for name, s in sums.items()})
+    for name, fn in task.metric_fns.items():
+        finalize = getattr(fn, "finalize", None)
+        mean = sums[name] / count
+        record[f"test_{name}"] = float(finalize(mean)) if finalize is not None else float(mean)
     return record
 
 

@@ -1,7 +1,7 @@
 """Learning-rate schedules from timm's factory, driven the way :func:`experiments.engine.loop.fit` drives
 them: one argument-free ``step()`` per epoch or per optimizer update.
 
-:func:`create_schedule` builds ``none`` / ``cosine`` / ``multistep`` (each with an optional linear
+``create_schedule`` builds ``none`` / ``cosine`` / ``linear`` / ``multistep`` (each with an optional linear
 warm-up) with ``timm.scheduler.create_scheduler_v2`` and wraps it in :class:`TimmSchedule`, which
 counts its own ``step()`` calls. The recipes it covers:
 
@@ -130,14 +130,17 @@ def create_schedule(
         "warmup_prefix": warmup_prefix,
         "step_on_epochs": True,  # ticks are counted here; see the module docstring
     }
-    if name == "cosine":
+    if name in ("cosine", "linear"):
         if t_max is None and total_steps is not None:
             length = total_steps - (common["warmup_epochs"] if warmup_prefix else 0)
         else:
             length = cosine_epochs(epochs, t_max, warmup_epochs, warmup_prefix) * ticks
             length -= warmup_steps if warmup_prefix else 0
+        # linear: timm's polynomial decay of power 1 (transformers' linear schedule), to eta_min
+        # at the end of the run; the warm-up, when not a prefix, lies over its start.
+        sched, power = ("cosine", {}) if name == "cosine" else ("poly", {"decay_rate": 1.0})
         scheduler, _ = create_scheduler_v2(
-            optimizer, "cosine", num_epochs=length, min_lr=config.eta_min, **common
+            optimizer, sched, num_epochs=length, min_lr=config.eta_min, **power, **common
         )
     elif name == "multistep":
         # timm applies milestone m from tick m - 1 on; torch's MultiStepLR (and "x0.1 after epoch
@@ -152,7 +155,7 @@ def create_schedule(
     elif name == "none":
         scheduler, _ = create_scheduler_v2(optimizer, "constant", **common)
     else:
-        raise ValueError(f"unknown scheduler {name!r}; allowed: none, cosine, multistep")
+        raise ValueError(f"unknown scheduler {name!r}; allowed: none, cosine, linear, multistep")
     return TimmSchedule(scheduler, interval, ticks)
 
 
