@@ -600,10 +600,15 @@ def write_dataset(
 
 
 def _source_meta(source: Source | None, archive: str | os.PathLike) -> dict[str, Any]:
+    """The pinned source's facts, with the name and sha256 of the archive actually read."""
     meta: dict[str, Any] = dict(source.as_meta()) if source is not None else {}
     if Path(archive).is_file():
         meta["archive"] = Path(archive).name
         meta["archive_sha256"] = sha256_file(archive)
+    else:  # a folder: no archive to name
+        meta.pop("archive_sha256", None)
+        meta["archive"] = None
+        meta["folder"] = str(archive)
     return meta
 
 

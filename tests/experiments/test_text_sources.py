@@ -373,6 +373,10 @@ def test_chatterbot_topics(tmp_path, layout):
     assert meta["categories"]["trivia"]["malformed_conversations"] == 1
     assert sum(meta["counts"][s]["total"] for s in ("train", "test")) == len(rows)
     assert meta["split"]["key"] == "text"
+    if layout == "folder":
+        assert meta["source"]["archive"] is None and "archive_sha256" not in meta["source"]
+    else:
+        assert meta["source"]["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
 def test_chatterbot_folder_and_wheel_give_the_same_files(tmp_path):
