@@ -11,5 +11,7 @@ import experiments.pde.data
 import experiments.pde.models
 import experiments.synthetic.data
 import experiments.synthetic.models
+import experiments.text.data
+import experiments.text.models
 import experiments.vision.data
 import experiments.vision.models  # noqa: F401

@@ -192,6 +192,9 @@ class SchedulerConfig:
     """Epochs of linear warm-up (0: none)."""
     warmup_steps: int = 0
     """Optimizer steps of linear warm-up, added to ``warmup_epochs`` (needs interval=step)."""
+    warmup_fraction: float = 0.0
+    """Linear warm-up over this fraction of the run's optimizer updates, added to
+    ``warmup_steps`` (needs interval=step; transformers' ``warmup_ratio``)."""
     warmup_lr: float = 0.0
     """Learning rate at the start of the warm-up (timm's train.py default is 1e-5)."""
     warmup_prefix: bool = False
@@ -229,6 +232,12 @@ class SchedulerConfig:
         if self.warmup_steps < 0:
             raise ConfigError(
                 f"scheduler.warmup_steps={self.warmup_steps} must be >= 0 (0: no warm-up)"
+            )
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"scheduler.warmup_fraction={self.warmup_fraction} must be in [0, 1)")
+        if self.warmup_fraction and self.interval != "step":
+            raise ConfigError(
+                f"scheduler.warmup_fraction={self.warmup_fraction} needs scheduler.interval=step"
             )
         if self.warmup_steps and self.interval != "step":
             raise ConfigError(
@@ -541,7 +550,7 @@ def _check_builder_kwargs(
 
 # Keys of the model / dataset sections that are defaults for other sections (read by config.yaml's
 # interpolations), not builder arguments.
-MODEL_DEFAULT_KEYS = ("collide", "watch")
+MODEL_DEFAULT_KEYS = ("collide", "watch", "tokenizer")
 DATASET_DEFAULT_KEYS = ("num_threads",)
 
 

@@ -111,7 +111,7 @@ def create_schedule(
         raise ValueError(f"interval={interval!r} is not one of {SCHEDULER_INTERVALS}")
     if warmup_epochs < 0 or not warmup_lr >= 0:
         raise ValueError(f"warmup_epochs={warmup_epochs} and warmup_lr={warmup_lr} must be >= 0")
-    if name == "none" and warmup_epochs == 0 and warmup_steps == 0:
+    if name == "none" and warmup_epochs == 0 and warmup_steps == 0 and not config.warmup_fraction:
         return None
     if (warmup_steps or total_steps) and interval != "step":
         raise ValueError("warmup_steps and total_steps count optimizer updates: interval='step'")
@@ -119,6 +119,8 @@ def create_schedule(
         if steps_per_epoch is None or steps_per_epoch < 1:
             raise ValueError(f"interval='step' needs steps_per_epoch >= 1, got {steps_per_epoch}")
         ticks = steps_per_epoch
+        run_ticks = total_steps if total_steps is not None else epochs * ticks
+        warmup_steps += round(config.warmup_fraction * run_ticks)
     else:
         ticks = 1
     import_timm("timm.scheduler")  # the first timm import hides wandb (experiments/core/timm.py)

@@ -53,12 +53,58 @@ COMPANIONS = {
     ("recipe", "fno_adam"): ["model=fno1d"],
     ("recipe", "oformer_adamw"): ["model=oformer"],
     ("recipe", "mini_fno_burgers"): ["model=fno1d"],
+    ("recipe", "text_ko_adamw"): ["model=bert_base_uncased"],
+    ("recipe", "text_kitinet_adam"): ["model=bert_base_uncased"],
+    **{("dataset", d): ["model=bert_base_uncased"] for d in ("imdb", "snli", "snips")},
+    ("dataset", "text_files"): [
+        "model=bert_base_uncased",
+        "dataset.train=train.csv",
+        "dataset.test=test.csv",
+    ],
 }
+
+TEXT_MODELS = (
+    "bert_base_cased",
+    "bert_base_uncased",
+    "distilbert_base_uncased",
+    "minilm_l6",
+    "hf_classifier",
+)
+# Text models are built from a tiny config of their architecture (no checkpoint download).
+TINY_TEXT_CONFIGS = {
+    "bert": {
+        "model_type": "bert",
+        "vocab_size": 64,
+        "hidden_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+    },
+    "distilbert": {
+        "model_type": "distilbert",
+        "vocab_size": 64,
+        "dim": 16,
+        "n_layers": 2,
+        "n_heads": 2,
+        "hidden_dim": 32,
+    },
+}
+
+
+def _offline_text_model(rc: RunConfig) -> RunConfig:
+    """``rc`` with a text model's checkpoint replaced by a tiny config of its architecture."""
+    if rc.model.name not in TEXT_MODELS:
+        return rc
+    kind = "distilbert" if "distilbert" in rc.model.name else "bert"
+    kwargs = {**rc.model.kwargs, "pretrained": None, "config": TINY_TEXT_CONFIGS[kind]}
+    if "kitinet" in rc.collision.name:
+        rc = dataclasses.replace(rc, collision=dataclasses.replace(rc.collision, collision_heads=2))
+    return dataclasses.replace(rc, model=dataclasses.replace(rc.model, kwargs=kwargs))
 
 
 def build_all(cfg: DictConfig) -> None:
     """Validate and build everything that can fail before training; run one forward pass."""
-    rc = validate(cfg)
+    rc = _offline_text_model(validate(cfg))
     torch.manual_seed(0)
     model = build_model(rc, torch.device("cpu"))
     select_watch(model, rc.trainer.watch, rc.model.name)
@@ -99,6 +145,13 @@ def _check_fno(rc: RunConfig, model: torch.nn.Module) -> None:
     assert out.shape == (2, *(16,) * model.dim, model.t_out or model.out_channels)
 
 
+def _check_text_classifier(rc: RunConfig, model: torch.nn.Module) -> None:
+    """Token ids and a mask -> (batch, num_labels) logits."""
+    ids = torch.randint(1, 64, (2, 7))
+    out = model.eval()(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert out.shape == (2, rc.model.kwargs.get("num_labels", 2))
+
+
 # One forward check per registered model (a new model must add its own: see the test below).
 FORWARD_CHECKS = {
     **dict.fromkeys(["mlp", "kitinet_fc", "skipnet"], _check_regressor),
@@ -109,6 +162,7 @@ FORWARD_CHECKS = {
     "fno1d": _check_fno,
     "fno2d": _check_fno,
     "oformer": _check_mesh_operator,
+    **dict.fromkeys(TEXT_MODELS, _check_text_classifier),
 }
 
 
@@ -263,14 +317,15 @@ def test_ko_fig2_sweeps_the_whole_figure() -> None:
         ),
         (["model.name=resnet999"], "model.name='resnet999' is unknown; registered models:"),
         (["dataset.name=mnist9"], "dataset.name='mnist9' is unknown; registered datasets:"),
-        (["scheduler.name=linear"], "scheduler.name='linear' is unknown; allowed:"),
+        (["scheduler.name=poly"], "scheduler.name='poly' is unknown; allowed:"),
         (["collision.name=medium"], "collision.name='medium' is unknown; allowed:"),
         (["logger.name=tensorboard"], "logger.name='tensorboard' is unknown; allowed: none, wandb"),
         (
             ["collision=kitinet"],
             "collision=kitinet needs a model with residual connections, but model=mlp has none; "
-            "use one of: cifar_resnet101, cifar_resnet152, cifar_resnet18, cifar_resnet34, "
-            "cifar_resnet50, fno1d, fno2d, kitinet_fc, oformer, skipnet",
+            "use one of: bert_base_cased, bert_base_uncased, cifar_resnet101, cifar_resnet152, "
+            "cifar_resnet18, cifar_resnet34, cifar_resnet50, distilbert_base_uncased, fno1d, "
+            "fno2d, hf_classifier, kitinet_fc, minilm_l6, oformer, skipnet",
         ),
         (["+collision.bogus=1"], "collision.bogus is not a known option of 'collision'"),
         (["+model.depth=3"], "model.depth is not an argument of model 'mlp'; allowed:"),
