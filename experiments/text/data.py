@@ -248,8 +248,9 @@ def build_text_data(
         if dropped:
             table = table.filter(lambda row: row[label_column] not in dropped)
         limit = train_limit if split == "train" else test_limit
-        if limit is not None:
-            table = table.select(range(min(limit, len(table))))
+        if limit is not None and limit < len(table):
+            # a fixed random subset (the same for every run): files are often sorted by label
+            table = table.shuffle(seed=0).select(range(limit))
         splits[split] = table
     names = _label_names(list(splits.values()), label_column)
     label_ids = None
@@ -315,8 +316,9 @@ def text_files(
     ``text_columns``: one column, or two tokenised as a sentence pair; ``label_column``: integer
     class indices or class names (strings, mapped to indices in sorted order). ``max_length``:
     tokens per example after truncation (``truncation_side``: which end is cut). ``drop_labels``:
-    rows with these labels are removed (SNLI's -1). ``num_labels``: the class count when the
-    files do not show every class.
+    rows with these labels are removed (SNLI's -1). ``train_limit`` / ``test_limit``: keep a fixed
+    random subset of that many rows (seed 0, the same in every run). ``num_labels``: the class
+    count when the files do not show every class.
     """
     from datasets import load_dataset
 
