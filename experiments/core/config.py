@@ -550,8 +550,8 @@ def _check_builder_kwargs(
 
 # Keys of the model / dataset sections that are defaults for other sections (read by config.yaml's
 # interpolations), not builder arguments.
-MODEL_DEFAULT_KEYS = ("collide", "watch", "tokenizer")
-DATASET_DEFAULT_KEYS = ("num_threads",)
+MODEL_DEFAULT_KEYS = ("collide", "watch", "tokenizer", "lr")
+DATASET_DEFAULT_KEYS = ("num_threads", "batch_size", "epochs")
 
 
 def _pop_defaults(section: str, values: dict[str, Any], keys: tuple[str, ...]) -> None:
