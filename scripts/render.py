@@ -14,6 +14,9 @@ Usage (from the repository root)::
     python scripts/render.py kitinet-table7 --runs multirun/kitinet_pde --out results/kitinet_table7
     python scripts/render.py kitinet-fig2 --runs multirun/kitinet_pde --out results/kitinet_fig2
     python scripts/render.py mini-pde --runs multirun/mini_pde --out results/mini_pde
+    python scripts/render.py ko-table3 --runs multirun/ko_table3 --out results/ko_table3
+    python scripts/render.py kitinet-table5 --runs multirun/kitinet_table5 --out results/kitinet_table5
+    python scripts/render.py mini-text --runs multirun/mini_text --out results/mini_text
 
 Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``,
 plus ``weights_final.pt`` for heat maps), aggregates over seeds and writes ``README.md`` (and

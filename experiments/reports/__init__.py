@@ -4,7 +4,8 @@
   (``results/paper_tables.yaml``), markdown and provenance;
 - :mod:`~experiments.reports.runs`: helpers on collected runs shared by the renderers;
 - :mod:`~experiments.reports.ko`, :mod:`~experiments.reports.kitinet`,
-  :mod:`~experiments.reports.pde`, :mod:`~experiments.reports.sweep`: the renderers, registered
+  :mod:`~experiments.reports.pde`, :mod:`~experiments.reports.text`,
+  :mod:`~experiments.reports.sweep`: the renderers, registered
   with :data:`~experiments.core.registry.REPORTS` under their ``scripts/render.py`` names;
 - :mod:`~experiments.reports.all` imports every renderer module;
 - :mod:`~experiments.reports.render`: :func:`~experiments.reports.render.render_report`, the one

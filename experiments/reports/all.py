@@ -10,4 +10,5 @@ from __future__ import annotations
 import experiments.reports.kitinet
 import experiments.reports.ko
 import experiments.reports.pde
-import experiments.reports.sweep  # noqa: F401
+import experiments.reports.sweep
+import experiments.reports.text  # noqa: F401

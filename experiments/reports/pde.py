@@ -22,6 +22,7 @@ from experiments.core.io import atomic_write_json
 from experiments.core.registry import REPORTS
 from experiments.reports import common as tables
 from experiments.reports.runs import (
+    config_values,
     is_kitinet_run,
     is_missing,
     mixed_note,
@@ -626,22 +627,6 @@ The paper: "the degree of condensation increased among most layers" (5 of its 6 
     return [readme]
 
 
-def _config_values(df: pd.DataFrame, key: str) -> str:
-    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none)."""
-    if key not in df or not len(df):
-        return tables.MISSING
-    values = []
-    for value in df[key]:
-        text = (
-            tables.MISSING
-            if is_missing(value)
-            else str(list(value) if isinstance(value, tuple) else value)
-        )
-        if text not in values:
-            values.append(text)
-    return " / ".join(values)
-
-
 # Per-run keys of a committed runs.json (small: no histories, no weights).
 _RUN_SUMMARY_KEYS = (
     "experiment_name",
@@ -687,7 +672,7 @@ def render_mini_pde(runs: Path, out: Path, command: str) -> list[Path]:
 
     def used(key: str, frame: pd.DataFrame = table4) -> str:
         """The value(s) of a config key in the runs ("missing" without runs)."""
-        return _config_values(frame, key)
+        return config_values(frame, key)
 
     kiti = table4[table4["kiti"]]
     setting = "\n".join(

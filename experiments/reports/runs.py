@@ -27,6 +27,7 @@ __all__ = [
     "cifar_runs",
     "collect",
     "collision_name",
+    "config_values",
     "dataset_column",
     "is_kitinet_run",
     "is_missing",
@@ -130,6 +131,22 @@ def collect(runs: Path) -> pd.DataFrame:
         if column not in df:
             df[column] = pd.Series(None, index=df.index, dtype=object)
     return df
+
+
+def config_values(df: pd.DataFrame, key: str) -> str:
+    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none)."""
+    if key not in df or not len(df):
+        return tables.MISSING
+    values = []
+    for value in df[key]:
+        text = (
+            tables.MISSING
+            if is_missing(value)
+            else str(list(value) if isinstance(value, tuple) else value)
+        )
+        if text not in values:
+            values.append(text)
+    return " / ".join(values)
 
 
 def mixed_note(df: pd.DataFrame, by: Sequence[str]) -> str:
