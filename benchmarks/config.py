@@ -35,7 +35,7 @@ class Config:
     kitinet_gpt2_coef: float = 0.9
     kitinet_spread: float = 0.4
     kitinet_dense_coef: float = 0.5
-    kitinet_repeats: int = 7
+    kitinet_repeats: int = 21
     # Issue 10 §5: the counter-based direction stream may cost at most 5% over torch.randn.
     kitinet_stream_target: float = 1.05
     hard_all_size: tuple[int, int] = (1000, 2048)

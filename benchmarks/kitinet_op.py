@@ -8,7 +8,8 @@ for each number of collision heads and two input regimes (:func:`regime_inputs`)
 * ``dense``: x ~ N(0, s^2), s = spread / sqrt(2 heads) (typical particle distance ~ spread),
   v ~ N(0, 1): a real fraction of the pairs collides.
 
-Measured in one interleaved run per pass (forward; forward+backward), every ratio paired per round:
+Measured in one interleaved run per pass (forward; forward+backward; every round in its own random
+order), every ratio paired per round:
 
 * ``kitinet_collision_with_rate`` against the plain residual ``x + v`` (time and peak extra memory);
 * forward only, against the floor of the selection's own arithmetic (:func:`floor_fn`): two
@@ -231,8 +232,15 @@ def bench_kitinet(cfg: Config) -> dict[str, Any]:
     rates = {(r, h): cases.rate(r, h) for r in REGIMES for h in cfg.kitinet_heads}
     for pass_ in PASSES:
         fns = cases.fns(pass_, cfg.kitinet_heads)
+        # Shuffled rounds: with a fixed cyclic order each variant always follows the same one,
+        # and a small call after a heavy one ran ~10% slower (seen on the no-pair rows, whose
+        # two variants run identical code).
         samples = time_interleaved(
-            fns, repeats=cfg.kitinet_repeats, warmup=1, sample_seconds=cfg.sample_seconds
+            fns,
+            repeats=cfg.kitinet_repeats,
+            warmup=1,
+            sample_seconds=cfg.sample_seconds,
+            shuffle=True,
         )
         peaks = {name: peak_extra_bytes(fn) for name, fn in fns.items()}
         cases.clear_grads()

@@ -235,7 +235,8 @@ def _render_kitinet(rec: dict[str, Any]) -> list[str]:
         f"(a block's output), coll_coef {gpt2['coll_coef']}; **dense**, x ~ N(0, s^2) with "
         f"s = {dense['spread']} / sqrt(2 h) (typical particle distance {dense['spread']}) and "
         f"v ~ N(0, 1), coll_coef {dense['coll_coef']}. Every variant of a pass ran in one "
-        f"interleaved run ({rec['repeats']} rounds); ratios are medians of per-round ratios.",
+        f"interleaved run ({rec['repeats']} rounds, each in its own random order); ratios are "
+        "medians of per-round ratios.",
         "",
         "| regime | coll_coef | heads (N) | collision rate (accepted/pairs) | pass "
         "| time ratio to x+v | ms | x+v ms | forward / floor | peak extra MB | x+v peak MB |",
@@ -278,7 +279,9 @@ def _render_kitinet(rec: dict[str, Any]) -> list[str]:
         "**Direction stream**: the same op with `kinetics._pairs._Directions.block` swapped "
         "(benchmark only, restored after) for the sequential generator the op used before, "
         "`torch.randn(pairs, d)` per chunk normalised the same way; counter-based = the "
-        f"`kinetics.streams` hash. Target (issue 10 §5): counter-based / randn ≤ {target}.",
+        f"`kinetics.streams` hash. Target (issue 10 §5): counter-based / randn ≤ {target}. "
+        "Rows where no pair collides run identical code both ways: their distance from 1 is "
+        "the noise of this run.",
         "",
         "| regime | heads (N) | pass | collision rate | counter-based / randn | limit | result "
         "| counter-based ms | randn ms | peak MB counter-based / randn |",

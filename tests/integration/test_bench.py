@@ -8,6 +8,7 @@ baseline computes the same thing as the fast code.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from benchmarks import literal as _literal
 from benchmarks.config import Config
 from benchmarks.fast_vs_literal import collision_inputs
 from benchmarks.kitinet_op import REGIMES, floor_flops, randn_directions
-from benchmarks.measure import MB
+from benchmarks.measure import MB, time_interleaved
 from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes
 from benchmarks.runner import run
 from kinetics import soft_collision
@@ -186,6 +187,23 @@ def test_randn_directions_swaps_the_source_and_restores_it() -> None:
     # Outside the context the counter-based stream is back.
     out_counter, _ = kitinet_collision_with_rate(x, v, collision_heads=4, coll_coef=0.5)
     assert torch.equal(out_counter.detach(), counter)
+
+
+def test_time_interleaved_shuffles_rounds_reproducibly() -> None:
+    def orders() -> list[list[str]]:
+        seen: list[str] = []
+        fns = {name: functools.partial(seen.append, name) for name in "abcdef"}
+        samples = time_interleaved(fns, repeats=8, warmup=0, sample_seconds=0.0, shuffle=True)
+        assert all(len(v) == 8 for v in samples.values())
+        calls = seen[len(fns) :]  # after the one call per variant that sizes the samples
+        return [calls[i : i + len(fns)] for i in range(0, len(calls), len(fns))]
+
+    rounds = orders()
+    assert len(rounds) == 8 and all(sorted(r) == list("abcdef") for r in rounds)
+    # Not the fixed cyclic order: some variant is preceded by different ones in different rounds.
+    predecessors = {(r[i - 1], r[i]) for r in rounds for i in range(1, len(r))}
+    assert len(predecessors) > 2 * len(rounds[0])
+    assert orders() == rounds  # seeded
 
 
 def test_floor_flops_formula() -> None:
