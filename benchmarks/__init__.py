@@ -6,8 +6,10 @@ module each:
 1. :mod:`benchmarks.fast_vs_literal`: KO soft / hard collision, the fast ``kinetics`` functions
    against the paper-literal ones of :mod:`benchmarks.literal` (dense ``(N, N, d)`` tensors), time
    and peak extra memory.
-2. :mod:`benchmarks.kitinet_op`: ``kitinet_collision`` against the plain residual ``x + v``,
-   forward and forward+backward.
+2. :mod:`benchmarks.kitinet_op`: KITINet per token at GPT-2 shape (2048 x 768, heads 12 and 48)
+   in a GPT-2-like and a dense input regime: forward and forward+backward against ``x + v``,
+   against the floor of the selection's arithmetic, and with the counter-based direction stream
+   against the ``torch.randn`` generator it replaced.
 3. :mod:`benchmarks.hard_collision_memory`: hard collision at an ImageNet head (N=1000, d=2048)
    when nearly every pair collides: the ≤ 64 MB extra-peak target.
 4. :mod:`benchmarks.ko_resnet18_step`: one ResNet-18 training step with SGD against

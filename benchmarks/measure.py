@@ -12,6 +12,7 @@ import datetime as dt
 import math
 import os
 import platform
+import random
 import re
 import statistics
 import sys
@@ -57,13 +58,20 @@ def time_calls(fn: Callable[[], object], calls: int) -> float:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int, sample_seconds: float
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int,
+    sample_seconds: float,
+    shuffle: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant: ``repeats`` samples each, variants interleaved.
 
     After ``warmup`` calls of every variant, each one gets a number of calls per sample so that a
     sample lasts about ``sample_seconds`` (timer resolution and call overhead then vanish). Round r
-    runs the variants starting at index r mod k, so no variant always follows the same one.
+    runs the variants starting at index r mod k; then each variant still always follows the same
+    one (the memory a heavy call leaves behind can slow its successor by ~10%), so ``shuffle``
+    runs each round in its own random order instead (seeded: the same orders every run).
     """
     names = list(fns)
     for _ in range(warmup):
@@ -74,9 +82,13 @@ def time_interleaved(
         once = time_calls(fns[name], 1)
         calls[name] = max(1, min(10_000, math.ceil(sample_seconds / max(once, 1e-7))))
     samples: dict[str, list[float]] = {name: [] for name in names}
+    rng = random.Random(0)
     for r in range(repeats):
         shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        if shuffle:
+            rng.shuffle(order)
+        for name in order:
             samples[name].append(time_calls(fns[name], calls[name]))
     return samples
 

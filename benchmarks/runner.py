@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,24 +37,42 @@ SECTIONS: tuple[tuple[str, Callable[[Config], Any]], ...] = (
 _NETWORK_SECTIONS = frozenset({"e2e", "kiti_resnet", "ko_resnets"})
 
 
-def run(cfg: Config, out: Path, *, quick: bool, skip_e2e: bool) -> dict[str, Any]:
-    """Run every section, write ``bench.json`` and ``bench.md`` into ``out``, return the results."""
+def run(
+    cfg: Config,
+    out: Path,
+    *,
+    quick: bool,
+    skip_e2e: bool,
+    only: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run every section (``only``: just these, by results key), write ``bench.json`` and
+    ``bench.md`` into ``out``, return the results."""
+    unknown = set(only or ()) - {key for key, _ in SECTIONS}
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)}; known: {[k for k, _ in SECTIONS]}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        results = _run_sections(cfg, quick=quick, skip_e2e=skip_e2e)
+        results = _run_sections(cfg, quick=quick, skip_e2e=skip_e2e, only=only)
     finally:  # callers in the same process (the smoke test) keep their own setting
         torch.set_num_threads(previous_threads)
     write_report(results, out)
     return results
 
 
-def _run_sections(cfg: Config, *, quick: bool, skip_e2e: bool) -> dict[str, Any]:
+def _run_sections(
+    cfg: Config, *, quick: bool, skip_e2e: bool, only: Sequence[str] | None
+) -> dict[str, Any]:
     start = time.perf_counter()
     busy0, mine0 = cpu_seconds()
     results: dict[str, Any] = {"meta": machine_info(), "quick": quick, "config": asdict(cfg)}
+    results["only"] = list(only) if only is not None else None
     results["memory_validation"] = validate_memory_method(cfg)
-    sections = [(k, fn) for k, fn in SECTIONS if not (skip_e2e and k in _NETWORK_SECTIONS)]
+    sections = [
+        (k, fn)
+        for k, fn in SECTIONS
+        if not (skip_e2e and k in _NETWORK_SECTIONS) and (only is None or k in only)
+    ]
     errors = {}
     results["section_runtime_s"] = {}
     for name, fn in sections:

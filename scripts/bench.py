@@ -4,7 +4,9 @@ The command line of the ``benchmarks`` package (one module per section; see its 
 runs every section and writes ``<out>/bench.md`` and ``<out>/bench.json`` atomically. Exits 1 if
 a section failed (the others' numbers are still written).
 
-Usage: ``python scripts/bench.py --out results/bench [--quick] [--skip-e2e] [--threads N]``
+Usage: ``python scripts/bench.py --out results/bench [--quick] [--skip-e2e] [--threads N]
+[--only SECTION ...]`` (sections by their results key: collisions, kitinet, hard_all, e2e,
+kiti_resnet, ko_resnets).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.config import Config
 from benchmarks.memory import probe_main
-from benchmarks.runner import run
+from benchmarks.runner import SECTIONS, run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="torch threads (default 2; quick mode 1); see the report's note"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[key for key, _ in SECTIONS],
+        metavar="SECTION",
+        help="run only these sections (results keys: %(choices)s)",
+    )
     # internal: fresh-process memory probe (the benchmark itself runs `python -m benchmarks.memory`)
     parser.add_argument("--rss-probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -40,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.quick() if args.quick else Config()
     if args.threads:
         cfg = replace(cfg, threads=args.threads)
-    results = run(cfg, args.out, quick=args.quick, skip_e2e=args.skip_e2e)
+    results = run(cfg, args.out, quick=args.quick, skip_e2e=args.skip_e2e, only=args.only)
     print(f"wrote {args.out}/bench.md and bench.json in {results['runtime_s']:.0f} s")
     return 1 if results["errors"] else 0
 

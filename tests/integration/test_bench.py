@@ -8,7 +8,9 @@ baseline computes the same thing as the fast code.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +22,8 @@ import torch
 from benchmarks import literal as _literal
 from benchmarks.config import Config
 from benchmarks.fast_vs_literal import collision_inputs
-from benchmarks.measure import MB
+from benchmarks.kitinet_op import REGIMES, floor_flops, randn_directions
+from benchmarks.measure import MB, time_interleaved
 from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes
 from benchmarks.runner import run
 from kinetics import soft_collision
@@ -97,7 +100,7 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     assert abs(results["memory_validation"]["profiler_mb"] - 100.0) < 1.0
     assert {r["kind"] for r in results["collisions"]} == {"soft", "hard"}
     assert all("speedup" in r for r in results["collisions"])  # tiny sizes: literal never skipped
-    assert {r["pass"] for r in results["kitinet"]} == {"forward", "forward+backward"}
+    _check_kitinet_section(results["kitinet"], Config.quick())
     hard_all = results["hard_all"]
     assert hard_all[-1]["accepted_pairs"] == hard_all[-1]["pairs"]  # coll_coef 1: all collide
     assert set(results["e2e"]["variants"]) == {"sgd", "soft", "hard"}
@@ -117,9 +120,109 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
     report = (tmp_path / "bench.md").read_text()
     for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in report
+    assert "counter-based / randn directions" in report  # the stream target, per row
+    assert "**Floor** of the selection" in report
     assert "KITI-ResNet-18 step / ResNet-18, coll_coef 0.9" in report
     assert "eval outputs bitwise equal" in report
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def _positive(stats: dict[str, float]) -> bool:
+    return all(math.isfinite(v) and v > 0 for v in stats.values())
+
+
+def _check_kitinet_section(rec: dict, cfg: Config) -> None:
+    """Every (regime, heads, pass) row is there with finite positive ratios; the dense regime
+    really collides; the floor is timed for every heads."""
+    expected = {
+        (regime, h, pass_)
+        for regime in REGIMES
+        for h in cfg.kitinet_heads
+        for pass_ in ("forward", "forward+backward")
+    }
+    rows = {(r["regime"], r["collision_heads"], r["pass"]): r for r in rec["rows"]}
+    assert set(rows) == expected and len(rec["rows"]) == len(expected)
+    for (regime, h, pass_), row in rows.items():
+        assert _positive(row["time_ratio_to_plain"]) and _positive(row["stream_ratio_to_randn"])
+        assert ("time_ratio_to_floor" in row) == (pass_ == "forward")
+        if pass_ == "forward":
+            assert _positive(row["time_ratio_to_floor"])
+        assert 0 <= row["accepted_pairs"] <= row["pairs"]
+        assert row["collision_rate"] == pytest.approx(row["accepted_pairs"] / row["pairs"])
+        assert row["peak_bytes"] > 0 and row["randn_peak_bytes"] > 0
+        if regime == "dense":
+            assert row["accepted_pairs"] > 0, (h, row)
+    assert set(rec["plain"]) == {"forward", "forward+backward"}
+    assert set(rec["floor"]) == {str(h) for h in cfg.kitinet_heads}
+    for floor in rec["floor"].values():
+        assert _positive(floor["time_s"]) and floor["matmul_flops"] > 0 and floor["exps"] > 0
+
+
+def test_randn_directions_swaps_the_source_and_restores_it() -> None:
+    from kinetics import _pairs
+    from kinetics.kitinet import kitinet_collision_with_rate
+
+    gen = torch.Generator().manual_seed(0)
+    x = (0.05 * torch.randn(6, 64, generator=gen)).requires_grad_()
+    v = torch.randn(6, 64, generator=gen).requires_grad_()
+    original = _pairs._Directions.block
+
+    def collide() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, rate = kitinet_collision_with_rate(x, v, collision_heads=4, coll_coef=0.5)
+        x.grad = v.grad = None
+        out.backward(torch.ones_like(out))
+        return out.detach(), v.grad.clone(), rate
+
+    counter, _, rate = collide()
+    assert rate > 0
+    with randn_directions():
+        assert _pairs._Directions.block is not original
+        randn, grad_randn, _ = collide()
+        again, grad_again, _ = collide()
+    assert _pairs._Directions.block is original
+    assert not torch.equal(randn, counter)  # the directions did come from elsewhere
+    # A function of the stream key, like the counter-based stream: calls with the same key (and
+    # forward and backward of one call) draw the same directions.
+    assert torch.equal(randn, again) and torch.equal(grad_randn, grad_again)
+    # Outside the context the counter-based stream is back.
+    out_counter, _ = kitinet_collision_with_rate(x, v, collision_heads=4, coll_coef=0.5)
+    assert torch.equal(out_counter.detach(), counter)
+
+
+def test_time_interleaved_shuffles_rounds_reproducibly() -> None:
+    def orders() -> list[list[str]]:
+        seen: list[str] = []
+        fns = {name: functools.partial(seen.append, name) for name in "abcdef"}
+        samples = time_interleaved(fns, repeats=8, warmup=0, sample_seconds=0.0, shuffle=True)
+        assert all(len(v) == 8 for v in samples.values())
+        calls = seen[len(fns) :]  # after the one call per variant that sizes the samples
+        return [calls[i : i + len(fns)] for i in range(0, len(calls), len(fns))]
+
+    rounds = orders()
+    assert len(rounds) == 8 and all(sorted(r) == list("abcdef") for r in rounds)
+    # Not the fixed cyclic order: some variant is preceded by different ones in different rounds.
+    predecessors = {(r[i - 1], r[i]) for r in rounds for i in range(1, len(r))}
+    assert len(predecessors) > 2 * len(rounds[0])
+    assert orders() == rounds  # seeded
+
+
+def test_floor_flops_formula() -> None:
+    # Two Gram matmuls of (N, d+2) x (d+2, N) per system, one exp per candidate pair.
+    assert floor_flops(2048, 64, 12) == (2 * 2 * 2048 * 64 * 64 * 14, 2048 * 64 * 63 // 2)
+
+
+def test_only_runs_the_named_sections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import runner
+
+    ran = []
+    fake = (("kitinet", lambda cfg: ran.append("kitinet") or {}), ("hard_all", ran.append))
+    monkeypatch.setattr(runner, "SECTIONS", fake)
+    monkeypatch.setattr(runner, "validate_memory_method", lambda cfg: {"fake": True})
+    monkeypatch.setattr(runner, "write_report", lambda results, out: None)
+    results = runner.run(Config.quick(), tmp_path, quick=True, skip_e2e=True, only=["kitinet"])
+    assert ran == ["kitinet"] and "hard_all" not in results and results["only"] == ["kitinet"]
+    with pytest.raises(ValueError, match="unknown sections"):
+        runner.run(Config.quick(), tmp_path, quick=True, skip_e2e=True, only=["nope"])
 
 
 @pytest.mark.parametrize("kind", ["soft", "hard"])
