@@ -7,6 +7,8 @@ line here.
 
 from __future__ import annotations
 
+import experiments.lm.data
+import experiments.lm.models
 import experiments.pde.data
 import experiments.pde.models
 import experiments.synthetic.data

@@ -20,6 +20,7 @@ import fnmatch
 import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -182,6 +183,7 @@ RESUMABLE_CHANGES = (
     "overwrite",
 )
 RUN_FILES = ("metrics.jsonl", "summary.json", CHECKPOINT_NAME)
+EXPORT_DIR = "export"  # the trained model in its ecosystem's format (Task.export), if any
 
 
 def check_run_dir(rc: RunConfig, run_dir: Path, config: dict[str, Any]) -> None:
@@ -219,6 +221,7 @@ def check_run_dir(rc: RunConfig, run_dir: Path, config: dict[str, Any]) -> None:
         )
     for name in existing:
         (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / EXPORT_DIR, ignore_errors=True)  # the old run's model, if any
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -318,6 +321,13 @@ def prepare(rc: RunConfig) -> Prepared:
     sample = sample_inputs(test_data, device)
     check_kitinet_sizes(model, sample)
     cost = {**model_cost(model, sample), **task.model_stats(rc.model.name, rc.model.kwargs)}
+    if rc.trainer.max_units is not None:
+        per_step = rc.trainer.batch_size or 1
+        per_step *= rc.trainer.grad_accum_steps * dist.world_size * cost.get("units_per_sample", 1)
+        # from here on the budget is in steps, as the loop and the schedules count
+        rc.trainer.max_steps = -(-rc.trainer.max_units // per_step)
+        rc.trainer.max_units = None
+        cost["max_steps_from_units"] = rc.trainer.max_steps
     # After the loaders: a per-update schedule needs their length (batches per process).
     steps = steps_per_epoch(train_data, rc.trainer.grad_accum_steps)
     scheduler = build_scheduler(rc, base, steps_per_epoch=steps)
@@ -340,6 +350,16 @@ def prepare(rc: RunConfig) -> Prepared:
         test_data,
         cost,
     )
+
+
+def train_flops_per_unit(cost: dict[str, Any]) -> float | None:
+    """Training FLOPs of one unit (token, row, point): three times the forward FLOPs of one sample
+    (backward costs about twice the forward) over the units in a sample (the task's
+    ``units_per_sample``, default 1); None without a FLOP count."""
+    forward = cost.get("mflops_train", cost.get("mflops"))
+    if not forward:
+        return None
+    return 3 * forward * 1e6 / cost.get("units_per_sample", 1)
 
 
 def run(cfg: DictConfig) -> float:
@@ -375,7 +395,7 @@ def run(cfg: DictConfig) -> float:
         CollisionEffect(p.optimizer),
         Condensation(p.watch),
         PeakMemory(p.device),
-        Throughput(),
+        Throughput(train_flops_per_unit(p.cost), rc.trainer.peak_flops),
     ]
     try:
         result = fit(
@@ -436,5 +456,7 @@ def _write_outputs(
         path = run_dir / f"heatmap_{name}.png"
         _save_heatmap(path, weight, f"{name}: {activation} {rc.collision.name}".strip())
         logger.log_image(f"heatmap/{name}", path)
+    if p.task.export(p.model, run_dir / EXPORT_DIR):
+        summary["export"] = EXPORT_DIR
     logger.log_summary(summary)
     atomic_write_json(run_dir / "summary.json", summary)

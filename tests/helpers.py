@@ -30,6 +30,8 @@ MEASURED = (
     "interval_time",
     "peak_memory_mb",
     "throughput",
+    "flops_per_s",
+    "mfu",
 )  # machine measurements, not results
 
 

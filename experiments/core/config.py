@@ -291,6 +291,13 @@ class TrainerConfig:
     """fp32 | bf16 (autocast, for GPUs with bfloat16) | fp16 (autocast + GradScaler, CUDA only)."""
     channels_last: bool = False
     """Channels-last memory format for the model and 4-D inputs (faster convolutions on GPUs)."""
+    max_units: int | None = None
+    """A budget in training units instead of steps (tokens for language models: ``max_steps`` is
+    then ``ceil(max_units / (batch_size * grad_accum_steps * world size * tokens per sample))``);
+    set at most one of max_steps and max_units."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of one device (e.g. 989e12 for an H100's dense bf16) for the ``mfu`` record;
+    without it only the achieved ``flops_per_s`` is recorded."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
@@ -300,6 +307,15 @@ class TrainerConfig:
             raise ConfigError(f"trainer.max_steps={self.max_steps} must be >= 1 (or null)")
         if self.grad_accum_steps < 1:
             raise ConfigError(f"trainer.grad_accum_steps={self.grad_accum_steps} must be >= 1")
+        if self.max_units is not None and self.max_units < 1:
+            raise ConfigError(f"trainer.max_units={self.max_units} must be >= 1 (or null)")
+        if self.max_units is not None and self.max_steps is not None:
+            raise ConfigError(
+                f"trainer.max_steps={self.max_steps} and trainer.max_units={self.max_units}: "
+                "set only one budget"
+            )
+        if self.peak_flops is not None and not self.peak_flops > 0:
+            raise ConfigError(f"trainer.peak_flops={self.peak_flops} must be > 0 (or null)")
         if self.unit not in TRAINER_UNITS:
             raise ConfigError(
                 f"trainer.unit={self.unit!r} is unknown; allowed: {_allowed(TRAINER_UNITS)}"
@@ -549,9 +565,10 @@ def _check_builder_kwargs(
 
 
 # Keys of the model / dataset sections that are defaults for other sections (read by config.yaml's
-# interpolations), not builder arguments.
+# interpolations) or for other programs (an LM data set's `prepare` recipe, read by
+# scripts/prepare_lm_data.py), not builder arguments.
 MODEL_DEFAULT_KEYS = ("collide", "watch", "tokenizer", "lr")
-DATASET_DEFAULT_KEYS = ("num_threads", "batch_size", "epochs")
+DATASET_DEFAULT_KEYS = ("num_threads", "batch_size", "epochs", "prepare")
 
 
 def _pop_defaults(section: str, values: dict[str, Any], keys: tuple[str, ...]) -> None:

@@ -56,6 +56,9 @@ class SeededSampler(DistributedSampler):
             seed=seed,
             drop_last=drop_last,
         )
+        self.start = 0
+        """Samples of this rank the next ``iter()`` leaves out at its start (then reset to 0): a
+        resumed run's jump into the epoch."""
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)  # type: ignore[arg-type]
@@ -69,7 +72,9 @@ class SeededSampler(DistributedSampler):
         elif self.total_size > n:
             pad = self.total_size - n
             indices += (indices * (pad // n + 1))[:pad]
-        return iter(indices[self.rank : self.total_size : self.num_replicas])
+        start, self.start = self.start, 0
+        own = indices[self.rank : self.total_size : self.num_replicas]
+        return iter(own[start:])
 
 
 class EpochDataLoader(DataLoader):

@@ -13,6 +13,7 @@ loop weights them by :meth:`Task.units` when it averages over batches.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -72,7 +73,12 @@ class Task(Protocol):
 
     def model_stats(self, model_name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Domain-specific facts about the model for ``summary.json`` (e.g. a paper's FLOP
-        convention)."""
+        convention; ``units_per_sample`` turns FLOPs per sample into FLOPs per unit)."""
+        ...
+
+    def export(self, model: nn.Module, directory: Path) -> bool:
+        """Write the trained model in its ecosystem's format (e.g. ``save_pretrained``) into
+        ``directory``; False if the domain has none."""
         ...
 
 
@@ -92,6 +98,11 @@ class TaskDefaults:
         """None."""
         del model_name, kwargs
         return {}
+
+    def export(self, model: nn.Module, directory: Path) -> bool:
+        """None (the run dir's checkpoint and weights are the model)."""
+        del model, directory
+        return False
 
     def units(self, inputs: Any, targets: Any) -> int:
         """Rows: the first dimension of the targets (1 for a scalar target)."""

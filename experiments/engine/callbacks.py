@@ -269,9 +269,16 @@ class PeakMemory(Callback):
 
 class Throughput(Callback):
     """Training units per second over the interval, from its start to its last optimizer step
-    (evaluation excluded). Units are the task's (rows, tokens, points)."""
+    (evaluation excluded). Units are the task's (rows, tokens, points).
 
-    def __init__(self) -> None:
+    With ``flops_per_unit`` (training FLOPs of one unit, forward and backward) it also records
+    the achieved ``flops_per_s`` of this process, and with ``peak_flops`` (one device's peak) the
+    model FLOPs utilisation ``mfu``.
+    """
+
+    def __init__(self, flops_per_unit: float | None = None, peak_flops: float | None = None):
+        self.flops_per_unit = flops_per_unit
+        self.peak_flops = peak_flops
         self.units = 0
         self.start = self.last = time.perf_counter()
 
@@ -287,4 +294,11 @@ class Throughput(Callback):
 
     def on_record(self, state: LoopState, record: Record) -> None:
         seconds = self.last - self.start
-        record["throughput"] = self.units / seconds if self.units and seconds > 0 else None
+        throughput = self.units / seconds if self.units and seconds > 0 else None
+        record["throughput"] = throughput
+        if self.flops_per_unit is None:
+            return
+        flops = None if throughput is None else throughput * self.flops_per_unit
+        record["flops_per_s"] = flops
+        if self.peak_flops:
+            record["mfu"] = None if flops is None else flops / self.peak_flops

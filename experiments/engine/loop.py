@@ -274,9 +274,13 @@ class _Loop:
             data_state = checkpoint["data"]
             if data_state is not None:
                 self.train_data.load_state_dict(data_state)  # type: ignore[attr-defined]
+        jump = getattr(self.train_data, "skip_batches", None) if checkpoint is not None else None
+        if jump is not None:
+            jump(state.batch)  # data without random transforms: no need to read what it skips
         batches = iter(self.train_data)
         if checkpoint is not None:
-            _skip(batches, state.batch)
+            if jump is None:
+                _skip(batches, state.batch)
             restore_random_state(checkpoint, self.model)  # after the skip's random draws
         self.model.train()
         for group in _groups(batches, t.grad_accum_steps):

@@ -14,7 +14,6 @@ that names the ``load_dataset`` / ``from_pretrained`` call and what to set inste
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +26,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from experiments.core.errors import ConfigError, MissingDataError
+from experiments.core.hf_models import first_line as _first_line
+from experiments.core.hf_models import load_tokenizer
+from experiments.core.hf_models import offline_hint as _offline_hint
 from experiments.core.metrics import MacroF1, topk_accuracy
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.sampling import EpochDataLoader, SeededSampler, dist_world
@@ -56,33 +58,6 @@ def accuracy(outputs: Any, targets: Tensor) -> Tensor:
 class _LogitsMacroF1(MacroF1):
     def __call__(self, outputs: Any, targets: Tensor) -> Tensor:
         return super().__call__(logits_of(outputs), targets)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
-
-
-def _offline_hint() -> str:
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v) == "1"]
-    if not offline:
-        return ""
-    return f" ({'=1 and '.join(offline)}=1 {'are' if len(offline) > 1 else 'is'} set)"
-
-
-def load_tokenizer(name: str) -> Any:
-    """``AutoTokenizer.from_pretrained(name)`` (a hub id or a local directory), or one
-    :class:`MissingDataError` line saying which call failed and what to set."""
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as err:
-        raise MissingDataError(
-            f"AutoTokenizer.from_pretrained({name!r}) failed{_offline_hint()}: {_first_line(err)}; "
-            "download the model once with network access, or set model.pretrained / "
-            "model.tokenizer to a local directory holding it"
-        ) from None
 
 
 @dataclass

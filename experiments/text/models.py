@@ -14,53 +14,19 @@ stand-in for bert-base-uncased), and ``hf_classifier`` (any checkpoint, ``pretra
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from experiments.core.errors import ConfigError, MissingDataError
+from experiments.core.errors import ConfigError
+from experiments.core.hf_models import add_kitinet, from_config, from_pretrained
 from experiments.core.registry import MODELS
 from kinetics import KITINetConfig
-from kinetics.hf import insert_kitinet
 
 __all__ = ["hf_classifier"]
 
-
-def _from_pretrained(pretrained: str, num_labels: int) -> nn.Module:
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "newly initialized classifier": expected, it is the head
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=num_labels)
-    except (OSError, ValueError) as err:
-        offline = [v for v in ("HF_HUB_OFFLINE",) if os.environ.get(v) == "1"]
-        hint = f" ({offline[0]}=1 is set)" if offline else ""
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise MissingDataError(
-            f"AutoModelForSequenceClassification.from_pretrained({pretrained!r}) failed{hint}: "
-            f"{type(err).__name__}: {first}; download it once with network access, or set "
-            "model.pretrained to a local directory holding it"
-        ) from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-
-
-def _from_config(config: Mapping[str, Any], num_labels: int) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    values = dict(config)
-    model_type = values.pop("model_type", None)
-    if model_type is None:
-        raise ConfigError("model.config needs a model_type (e.g. bert, distilbert)")
-    try:
-        hf_config = AutoConfig.for_model(model_type, num_labels=num_labels, **values)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(f"model.config is not a transformers config: {err}") from None
-    return AutoModelForSequenceClassification.from_config(hf_config)
+_AUTO_CLASS = "AutoModelForSequenceClassification"
 
 
 def hf_classifier(
@@ -79,26 +45,11 @@ def hf_classifier(
     if (pretrained is None) == (config is None):
         raise ConfigError("set exactly one of model.pretrained and model.config")
     if config is not None:
-        model = _from_config(config, num_labels)
+        model = from_config(_AUTO_CLASS, config, num_labels=num_labels)
     else:
         assert pretrained is not None
-        model = _from_pretrained(pretrained, num_labels)
-    if kitinet is not None:
-        try:
-            insert_kitinet(
-                model,
-                collision_heads=kitinet.collision_heads,
-                coll_coef=kitinet.coll_coef,
-                sites=tuple(kitinet_sites),
-                layers=list(kitinet_layers),
-                dt=kitinet.dt,
-                position_update=kitinet.position_update,
-                mean_free_path=kitinet.mean_free_path,
-                seed=kitinet.seed,
-            )
-        except ValueError as err:
-            raise ConfigError(f"collision=kitinet on this model: {err}") from None
-    return model
+        model = from_pretrained(_AUTO_CLASS, pretrained, num_labels=num_labels)
+    return add_kitinet(model, kitinet, kitinet_sites, kitinet_layers)
 
 
 def _named(checkpoint: str) -> Callable[..., nn.Module]:

@@ -56,6 +56,7 @@ COMPANIONS = {
     ("recipe", "text_ko_adamw"): ["model=bert_base_uncased"],
     ("recipe", "text_kitinet_adam"): ["model=bert_base_uncased"],
     **{("dataset", d): ["model=bert_base_uncased"] for d in ("imdb", "snli", "snips")},
+    ("dataset", "lm_tokens"): ["model=gpt2", "dataset.dir=tokens"],
     ("dataset", "text_files"): [
         "model=bert_base_uncased",
         "dataset.train=train.csv",
@@ -91,8 +92,35 @@ TINY_TEXT_CONFIGS = {
 }
 
 
+LM_MODELS = ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl", "qwen2_0_5b", "qwen2_1_5b")
+# Language models are built from their architecture shrunk (the paper sizes take GBs).
+TINY_LM_CONFIGS = {
+    "gpt2": {"n_layer": 2, "n_embd": 16, "n_head": 2},
+    "qwen2": {
+        "num_hidden_layers": 2,
+        "hidden_size": 16,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "intermediate_size": 32,
+    },
+}
+
+
 def _offline_text_model(rc: RunConfig) -> RunConfig:
-    """``rc`` with a text model's checkpoint replaced by a tiny config of its architecture."""
+    """``rc`` with a text model's checkpoint replaced by a tiny config of its architecture, and a
+    language model shrunk."""
+    if rc.model.name in LM_MODELS:
+        tiny = TINY_LM_CONFIGS["qwen2" if "qwen2" in rc.model.name else "gpt2"]
+        if rc.model.kwargs.get("pretrained"):
+            kwargs = {**rc.model.kwargs, "pretrained": None}  # the architecture, not the weights
+        else:
+            kwargs = dict(rc.model.kwargs)
+        kwargs = {**kwargs, "config": {**tiny, **(kwargs.get("config") or {})}, "vocab_size": 64}
+        if "kitinet" in rc.collision.name:
+            rc = dataclasses.replace(
+                rc, collision=dataclasses.replace(rc.collision, collision_heads=2)
+            )
+        return dataclasses.replace(rc, model=dataclasses.replace(rc.model, kwargs=kwargs))
     if rc.model.name not in TEXT_MODELS:
         return rc
     kind = "distilbert" if "distilbert" in rc.model.name else "bert"
@@ -152,6 +180,12 @@ def _check_text_classifier(rc: RunConfig, model: torch.nn.Module) -> None:
     assert out.shape == (2, rc.model.kwargs.get("num_labels", 2))
 
 
+def _check_causal_lm(rc: RunConfig, model: torch.nn.Module) -> None:
+    """Token ids -> (batch, length, vocabulary) logits."""
+    ids = torch.randint(0, 64, (2, 7))
+    assert model.eval()(ids).logits.shape == (2, 7, 64)
+
+
 # One forward check per registered model (a new model must add its own: see the test below).
 FORWARD_CHECKS = {
     **dict.fromkeys(["mlp", "kitinet_fc", "skipnet"], _check_regressor),
@@ -163,6 +197,7 @@ FORWARD_CHECKS = {
     "fno2d": _check_fno,
     "oformer": _check_mesh_operator,
     **dict.fromkeys(TEXT_MODELS, _check_text_classifier),
+    **dict.fromkeys(LM_MODELS, _check_causal_lm),
 }
 
 
@@ -325,7 +360,8 @@ def test_ko_fig2_sweeps_the_whole_figure() -> None:
             "collision=kitinet needs a model with residual connections, but model=mlp has none; "
             "use one of: bert_base_cased, bert_base_uncased, cifar_resnet101, cifar_resnet152, "
             "cifar_resnet18, cifar_resnet34, cifar_resnet50, distilbert_base_uncased, fno1d, "
-            "fno2d, hf_classifier, kitinet_fc, minilm_l6, oformer, skipnet",
+            "fno2d, gpt2, gpt2_large, gpt2_medium, gpt2_xl, hf_classifier, kitinet_fc, minilm_l6, "
+            "oformer, qwen2_0_5b, qwen2_1_5b, skipnet",
         ),
         (["+collision.bogus=1"], "collision.bogus is not a known option of 'collision'"),
         (["+model.depth=3"], "model.depth is not an argument of model 'mlp'; allowed:"),
