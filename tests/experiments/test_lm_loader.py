@@ -57,7 +57,7 @@ def test_windows_read_across_shards_in_order(tmp_path: Path) -> None:
 
 def test_too_little_data_for_one_window_is_a_config_error(tmp_path: Path) -> None:
     directory = _write(tmp_path, {"train": [np.arange(100)], "val": [np.arange(5)]})
-    with pytest.raises(ConfigError, match="val split .* has 5 tokens"):
+    with pytest.raises(ConfigError, match=r"val split .* has 5 tokens"):
         lm_tokens(str(directory), seq_len=8)
 
 

@@ -60,7 +60,9 @@ def test_gpt2_trains_and_exports_a_stock_checkpoint(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     seen = _capture_model(monkeypatch)
-    extra = ["collision.collision_heads=4", "collision.coll_coef=0.7"] if collision != "none" else []
+    extra = (
+        ["collision.collision_heads=4", "collision.coll_coef=0.7"] if collision != "none" else []
+    )
     run_inprocess(tmp_path, *tiny_gpt2_overrides(lm_data), f"collision={collision}", *STEPS, *extra)
     records = read_metrics(tmp_path)
     assert [r["step"] for r in records] == [0, 1, 2, 3, 4, 5, 6]
@@ -143,7 +145,7 @@ def test_token_budget_sets_the_steps(lm_data: Path, tmp_path: Path) -> None:
 
 def test_errors_are_one_line_config_errors(lm_data: Path, tmp_path: Path) -> None:
     base = [*tiny_gpt2_overrides(lm_data), "collision=none", *STEPS]
-    with pytest.raises(MissingDataError, match="prepare_lm_data.py"):
+    with pytest.raises(MissingDataError, match=r"prepare_lm_data\.py"):
         run_inprocess(tmp_path / "a", *base, f"dataset.dir={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="exceeds model=gpt2's 64 positions"):
         run_inprocess(tmp_path / "b", *base, "dataset.seq_len=100")
