@@ -146,6 +146,9 @@ class OptimizerConfig:
     eps: float | None = None
     no_decay_bias_norm: bool = False
     """Exempt biases and norm weights from weight decay (timm's filter_bias_and_bn)."""
+    no_decay_embeddings: bool = False
+    """Exempt the weights of embedding tables (nn.Embedding, and an output layer tied to one)
+    from weight decay, as usual for language models."""
 
     def check(self) -> None:
         """Raise ConfigError on a value outside its range."""
