@@ -4,7 +4,7 @@ Each name is an architecture (GPT-2 small to XL, Qwen2 0.5B / 1.5B) built with r
 for pretraining from scratch; ``model.config`` overrides its values (the CPU-scale runs shrink it:
 ``model.config={n_layer: 4, n_embd: 256, n_head: 4}``). ``model.pretrained`` (a hub id or a local
 directory) loads released weights instead, for continued pretraining: the checkpoint must have
-the named architecture. ``vocab_size`` comes from the data's tokenizer. With
+the named architecture (with the overrides). ``vocab_size`` comes from the data's tokenizer. With
 ``collision=kitinet`` the residual additions at ``kitinet_sites`` of ``kitinet_layers`` (None:
 every block) become KITINet modules (one system per token, causal). A trained model exports with
 ``save_pretrained`` as a stock checkpoint: KITINet adds no weights and is the identity in eval.
@@ -80,26 +80,20 @@ def causal_lm(
 
     Args:
         architecture: transformers config values with ``model_type`` (see :data:`ARCHITECTURES`).
-        pretrained: hub id or local directory of a checkpoint of that architecture; then
-            ``config`` must be empty.
-        config: overrides of the architecture's values (from scratch only).
+        pretrained: hub id or local directory of a checkpoint of that architecture (with
+            ``config``'s values: a checkpoint of another shape is refused).
+        config: overrides of the architecture's values.
         vocab_size: embedding rows of a model built from scratch (the tokenizer's size).
         eos_id: the tokenizer's end-of-text id, the BOS / EOS of a model built from scratch.
         attn_implementation: transformers' attention kernel ("sdpa", "eager", ...).
         gradient_checkpointing: recompute activations in backward (KITINet supports it).
         kitinet, kitinet_sites, kitinet_layers: see the module docstring.
     """
-    overrides = dict(config or {})
+    values = {**architecture, **(config or {})}
     if pretrained is not None:
-        if overrides:
-            raise ConfigError(
-                f"model.config={overrides} cannot change a pretrained checkpoint "
-                f"({pretrained!r}); set model.pretrained=null to build the architecture"
-            )
         model = from_pretrained(_AUTO_CLASS, pretrained, attn_implementation=attn_implementation)
-        _check_architecture(model, architecture, pretrained)
+        _check_architecture(model, values, pretrained)
     else:
-        values = {**architecture, **overrides}
         if vocab_size is not None:
             values["vocab_size"] = vocab_size
         if eos_id is not None:
@@ -122,7 +116,7 @@ def _check_architecture(model: nn.Module, architecture: Mapping[str, Any], sourc
         shown = ", ".join(f"{k} {want} expected, {got} loaded" for k, (want, got) in differ.items())
         raise ConfigError(
             f"model.pretrained={source!r} is not this model's architecture ({shown}); "
-            "choose the model config that matches it"
+            "choose the model config (and model.config overrides) that match it"
         )
 
 

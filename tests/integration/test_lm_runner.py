@@ -149,8 +149,10 @@ def test_errors_are_one_line_config_errors(lm_data: Path, tmp_path: Path) -> Non
         run_inprocess(tmp_path / "a", *base, f"dataset.dir={tmp_path / 'nowhere'}")
     with pytest.raises(ConfigError, match="exceeds model=gpt2's 64 positions"):
         run_inprocess(tmp_path / "b", *base, "dataset.seq_len=100")
-    with pytest.raises(ConfigError, match="cannot change a pretrained checkpoint"):
-        run_inprocess(tmp_path / "c", *base, "model.pretrained=gpt2")
+    with pytest.raises(
+        MissingDataError, match=r"AutoModelForCausalLM.from_pretrained\('nowhere'\)"
+    ):
+        run_inprocess(tmp_path / "c", *base, "model.pretrained=nowhere")
     with pytest.raises(ConfigError, match="cannot take token data"):
         run_inprocess(
             tmp_path / "d", "model=mlp", "dataset=lm_tokens", f"dataset.dir={lm_data}", *STEPS
