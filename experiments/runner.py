@@ -337,6 +337,10 @@ def prepare(rc: RunConfig) -> Prepared:
         # model); forward passes go through the DDP wrapper, which all-reduces the gradients.
         ids = [device] if device.type == "cuda" else None
         forward_module = DistributedDataParallel(model, device_ids=ids)
+    if rc.trainer.compile:
+        # Compiles lazily at the first forward; KITINet and KO's collisions are custom ops, so
+        # they stay inside the graph (no break).
+        forward_module = torch.compile(forward_module)
     return Prepared(
         dist,
         device,

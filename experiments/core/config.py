@@ -294,6 +294,9 @@ class TrainerConfig:
     """fp32 | bf16 (autocast, for GPUs with bfloat16) | fp16 (autocast + GradScaler, CUDA only)."""
     channels_last: bool = False
     """Channels-last memory format for the model and 4-D inputs (faster convolutions on GPUs)."""
+    compile: bool = False
+    """torch.compile the model's forward (and backward) for training and evaluation; on GPUs
+    usually faster after the first steps' compilation, on CPUs often slower."""
     max_units: int | None = None
     """A budget in training units instead of steps (tokens for language models: ``max_steps`` is
     then ``ceil(max_units / (batch_size * grad_accum_steps * world size * tokens per sample))``);

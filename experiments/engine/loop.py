@@ -195,7 +195,7 @@ def fit(
         run_dir,
         logger,
         main_process,
-        forward_module or model,
+        model if forward_module is None else forward_module,
     )
     return loop.run(resume)
 

@@ -193,3 +193,11 @@ def test_torchrun_two_ranks_identical_replicas(lm_data: Path, tmp_path: Path) ->
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+
+
+@pytest.mark.slow
+def test_compiled_kiti_gpt2_trains(lm_data: Path, tmp_path: Path) -> None:
+    overrides = [*tiny_gpt2_overrides(lm_data), "collision=kitinet", "collision.collision_heads=4"]
+    run_inprocess(tmp_path, *overrides, *STEPS, "trainer.max_steps=4", "trainer.compile=true")
+    records = read_metrics(tmp_path)
+    assert records[-1]["step"] == 4 and records[-1]["test_loss"] < records[0]["test_loss"]
