@@ -18,9 +18,11 @@ from typing import Any
 __all__ = [
     "atomic_torch_save",
     "atomic_write",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "git_commit",
+    "json_bytes",
     "json_safe",
 ]
 
@@ -48,6 +50,11 @@ def _umask() -> int:
     return mask
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text), "w")
@@ -62,6 +69,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented UTF-8 JSON (non-ASCII kept as it is) with a final newline."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
