@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "git_commit",
+    "is_complete",
     "json_bytes",
     "json_safe",
 ]
@@ -117,3 +118,18 @@ def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         dirty = False
     return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def is_complete(out_dir: str | os.PathLike[str], meta: str = "meta.json") -> bool:
+    """True when ``<out_dir>/<meta>`` exists and every file its ``files`` mapping lists exists
+    with its recorded ``bytes``: the mark of an output folder written file by file, meta last."""
+    try:
+        facts = json.loads((Path(out_dir) / meta).read_text(encoding="utf-8"))["files"]
+        sizes = {name: int(f["bytes"]) for name, f in facts.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    for name, size in sizes.items():
+        path = Path(out_dir) / name
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True

@@ -48,6 +48,7 @@ import yaml
 # they stay importable from here.
 from experiments.core.archive import Archive, Source, sha256_file
 from experiments.core.io import atomic_write, atomic_write_bytes, json_bytes
+from experiments.core.io import is_complete as io_is_complete
 
 COLUMNS = ("text", "label")
 SPLITS = ("train", "test")
@@ -398,17 +399,7 @@ def csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 def is_complete(out_dir: str | os.PathLike) -> bool:
     """True when ``meta.json`` exists and every file it lists exists with its recorded size."""
-    meta_path = Path(out_dir) / META
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        files = meta["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    for name, facts in files.items():
-        path = Path(out_dir) / name
-        if not path.is_file() or path.stat().st_size != facts["bytes"]:
-            return False
-    return True
+    return io_is_complete(out_dir, META)
 
 
 def _start(out_dir: Path) -> None:
