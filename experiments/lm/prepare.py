@@ -406,9 +406,8 @@ class _Run:
         ran out at that point of the sequence."""
         events: list[tuple[int, str | None]] = []
         docs = 0
+        cdf = self._cdf()
         while docs < n and self.active:
-            weights = np.array([self.specs[i].weight for i in self.active])
-            cdf = np.cumsum(weights / weights.sum())
             k = int(np.searchsorted(cdf, self.rng.random(), side="right"))
             source = self.active[min(k, len(self.active) - 1)]
             try:
@@ -416,10 +415,16 @@ class _Run:
             except StopIteration:
                 self.active.remove(source)
                 events.append((source, None))
+                cdf = self._cdf()  # the others, renormalised
                 continue
             events.append((source, self._text(source, example)))
             docs += 1
         return events
+
+    def _cdf(self) -> np.ndarray:
+        """Cumulative probabilities of the active sources (their weights, normalised)."""
+        weights = np.array([self.specs[i].weight for i in self.active], dtype=np.float64)
+        return np.cumsum(weights / weights.sum()) if len(weights) else weights
 
     def _text(self, source: int, example: Mapping[str, Any]) -> str:
         column = self.specs[source].text_column
@@ -619,6 +624,12 @@ def _open_sources(specs: Sequence[SourceSpec], cache_dir: str | None) -> list[An
                 f"source {spec.name}: {spec.call()} failed{_offline_hint()}: "
                 f"{_first_line(err)}; {hint}"
             ) from None
+        columns = list(getattr(opened[-1], "features", None) or {})
+        if columns and spec.text_column not in columns:
+            raise PrepareError(
+                f"source {spec.name}: no column {spec.text_column!r} "
+                f"(its columns: {', '.join(columns)}); set text_column"
+            )
     return opened
 
 

@@ -173,6 +173,7 @@ class ShardWriter:
         self.dtype = np.dtype(dtype)
         self.shard_tokens = shard_tokens
         self.shards: list[dict[str, Any]] = [dict(s) for s in shards]
+        self._in_shards = sum(int(s["tokens"]) for s in self.shards)  # kept: read per document
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         if pending is not None and len(pending):
@@ -181,7 +182,7 @@ class ShardWriter:
     @property
     def tokens(self) -> int:
         """Tokens added so far (in shards or pending)."""
-        return sum(int(s["tokens"]) for s in self.shards) + self._buffered
+        return self._in_shards + self._buffered
 
     @property
     def pending(self) -> np.ndarray:
@@ -219,6 +220,7 @@ class ShardWriter:
         self.shards.append(
             {"file": name, "tokens": len(data), "sha256": hashlib.sha256(payload).hexdigest()}
         )
+        self._in_shards += len(data)
 
 
 def write_index(directory: str | os.PathLike, index: dict[str, Any]) -> None:

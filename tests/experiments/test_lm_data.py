@@ -312,6 +312,17 @@ def test_an_unreachable_hub_source_fails_before_writing(tmp_path, tokenizer_dir,
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_text_column_fails_before_writing(tmp_path, tokenizer_dir):
+    source = write_jsonl(tmp_path / "a.jsonl", ["the cat"], column="body")
+    with pytest.raises(
+        prep.PrepareError, match=r"source a: no column 'text' \(its columns: body\)"
+    ):
+        run([local("a", source)], tokenizer_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    index, _ = run([local("a", source, text_column="body")], tokenizer_dir, tmp_path / "out")
+    assert index["splits"]["val"]["documents"] == 1
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
