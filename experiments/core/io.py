@@ -18,9 +18,12 @@ from typing import Any
 __all__ = [
     "atomic_torch_save",
     "atomic_write",
+    "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
     "git_commit",
+    "is_complete",
+    "json_bytes",
     "json_safe",
 ]
 
@@ -48,6 +51,11 @@ def _umask() -> int:
     return mask
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(data))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text), "w")
@@ -62,6 +70,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented UTF-8 JSON (non-ASCII kept as it is) with a final newline."""
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -105,3 +118,18 @@ def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         dirty = False
     return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def is_complete(out_dir: str | os.PathLike[str], meta: str = "meta.json") -> bool:
+    """True when ``<out_dir>/<meta>`` exists and every file its ``files`` mapping lists exists
+    with its recorded ``bytes``: the mark of an output folder written file by file, meta last."""
+    try:
+        facts = json.loads((Path(out_dir) / meta).read_text(encoding="utf-8"))["files"]
+        sizes = {name: int(f["bytes"]) for name, f in facts.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    for name, size in sizes.items():
+        path = Path(out_dir) / name
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+    return True

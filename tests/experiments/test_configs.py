@@ -57,6 +57,12 @@ COMPANIONS = {
     ("recipe", "text_kitinet_adam"): ["model=bert_base_uncased"],
     **{("dataset", d): ["model=bert_base_uncased"] for d in ("imdb", "snli", "snips")},
     ("dataset", "lm_tokens"): ["model=gpt2", "dataset.dir=tokens"],
+    ("recipe", "lm_pretrain_adamw"): ["model=gpt2"],
+    **{
+        ("dataset", d): ["model=gpt2"]
+        for d in ("mini_wiki", "mini_pydocs", "fineweb_edu", "kitinet_table1_mix", "openwebmath")
+    },
+    ("dataset", "ko_table6_fineweb_edu"): ["model=qwen2_0_5b"],
     ("dataset", "text_files"): [
         "model=bert_base_uncased",
         "dataset.train=train.csv",
@@ -211,10 +217,36 @@ def test_there_is_something_to_test() -> None:
     assert {"ko/fig2", "kitinet/fc", "kitinet/skip", "mini/pde"} <= set(EXPERIMENTS)
 
 
+# LM token data sets (name: lm_tokens; prepared by scripts/prepare_lm_data.py): their prepare
+# block is checked too (the files are not needed to build the model).
+LM_DATASETS = sorted(
+    f.stem
+    for f in (CONFIG_DIR / "dataset").glob("*.yaml")
+    if re.search(r"^name: lm_tokens\b", f.read_text(), re.M)
+)
+
+
+def _check_lm_dataset(cfg: DictConfig) -> None:
+    """dir, tokenizer and seq_len are set and the prepare block is valid (files not needed)."""
+    from experiments.lm.prepare import check_prepare_config
+
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    assert dataset["dir"] and dataset["seq_len"] >= 1
+    if "prepare" in dataset:  # lm_tokens.yaml: any prepared directory, no recipe
+        assert dataset["tokenizer"]
+        check_prepare_config(dataset["prepare"], resolve=False)
+
+
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_validates(group: str, option: str) -> None:
     cfg = compose_cfg(f"{group}={option}", *COMPANIONS.get((group, option), []))
+    if group == "dataset" and option in LM_DATASETS:
+        _check_lm_dataset(cfg)
     build_all(cfg)
+
+
+def test_the_lm_datasets_are_found() -> None:
+    assert {"mini_wiki", "mini_pydocs", "fineweb_edu", "openwebmath"} <= set(LM_DATASETS)
 
 
 def test_default_is_the_ko_fig2_setting() -> None:
