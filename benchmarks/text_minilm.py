@@ -2,8 +2,8 @@
 
 ``BertForSequenceClassification`` at all-MiniLM-L6-v2's shape (6 layers x 384, 12 heads, FFN 1536,
 vocabulary 30522, 2 labels) built from a transformers config with random weights, batches of random
-token ids. One training step (forward, loss, backward, AdamW step, zero_grad) of four variants from
-the same initial weights, timed in one interleaved run (each round in its own random order):
+token ids. One training step (forward, loss, backward, AdamW step, zero_grad) of each variant, all
+from the same initial weights, timed in one interleaved run (each round in its own random order):
 
 * ``vanilla``: AdamW alone;
 * ``soft`` / ``hard``: KineticOptimizer on ``classifier`` (the mini-text runs' KO);
@@ -14,10 +14,12 @@ the same initial weights, timed in one interleaved run (each round in its own ra
   starts from. Dense compute does not depend on the weights' values, so its ratio to the random
   vanilla step isolates what the higher rate costs.
 
-Plus: the KO collision call alone on the head's real weight and gradient (the whole-step ratio
-cannot resolve a 1% overhead on a loaded machine), the peak extra memory of one step (profiler
-allocation events), and the eval forward of the KITI model against vanilla (time ratio; logits
-bitwise equal, as KITINet in eval is exactly ``x + v``).
+Plus a direct estimate of each overhead, since on a loaded machine the whole-step ratio spreads
+by ~10% and cannot resolve 1-5%: the KO collision call alone on the head's real weight and gradient,
+and the KITINet call alone (forward + backward) net of the ``x + v`` it replaces, on the inputs the
+model gives its module, each as a fraction of the median vanilla step. Also the peak extra memory of
+one step (profiler allocation events), and the eval forward of the KITI model against vanilla (time
+ratio; logits bitwise equal, as KITINet in eval is exactly ``x + v``).
 """
 
 from __future__ import annotations
@@ -201,6 +203,75 @@ def _collision_calls(cfg: Config, setups: dict[str, _Setup]) -> dict[str, list[f
     )
 
 
+def _capture_kitinet_inputs(cfg: Config, setup: _Setup) -> tuple[Tensor, Tensor]:
+    """The (x, v) the train-mode model gives its KITINet module on a fresh batch, as (S, D)."""
+    captured: dict[str, Tensor] = {}
+
+    def keep(module: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> None:
+        captured["x"], captured["v"] = args[0].detach().clone(), args[1].detach().clone()
+
+    hook = setup.kitinet[0].register_forward_hook(keep)
+    try:
+        ids, _ = _batch(cfg, torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            setup.model(input_ids=ids)
+    finally:
+        hook.remove()
+    width = captured["x"].shape[-1]  # one system per token, as the module collides them
+    return captured["x"].reshape(-1, width), captured["v"].reshape(-1, width)
+
+
+def _kitinet_calls(cfg: Config, setup: _Setup) -> dict[str, Any]:
+    """The KITINet call alone (forward + backward) against ``x + v`` on the inputs the model gives
+    its module: the whole-step ratio is too noisy here to resolve a few %."""
+    from kinetics.kitinet import kitinet_collision_with_rate
+
+    x, v = (t.requires_grad_() for t in _capture_kitinet_inputs(cfg, setup))
+    ones = torch.ones_like(x)
+    settings = {"collision_heads": cfg.text_kiti_heads, "coll_coef": cfg.text_kiti_coef}
+
+    def call(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        x.grad = v.grad = None
+        fn(x, v).backward(ones)
+
+    samples = time_interleaved(
+        {
+            "kitinet": lambda: call(lambda a, b: kitinet_collision_with_rate(a, b, **settings)[0]),
+            "add": lambda: call(torch.add),
+        },
+        repeats=max(5, cfg.repeats),
+        warmup=2,
+        sample_seconds=cfg.sample_seconds,
+        shuffle=True,
+    )
+    with torch.no_grad():
+        _, rate = kitinet_collision_with_rate(x, v, **settings)
+    return {
+        "shape": list(x.shape),
+        "collision_rate": float(rate),
+        "kitinet_s": summary(samples["kitinet"]),
+        "add_s": summary(samples["add"]),
+    }
+
+
+def _direct(cfg: Config, setups: dict[str, _Setup], step_s: float) -> dict[str, dict[str, Any]]:
+    """Per variant but vanilla, the collision alone timed on its real inputs, as a fraction of the
+    median vanilla step ``step_s`` (KITINet: net of the ``x + v`` it replaces)."""
+    direct: dict[str, dict[str, Any]] = {}
+    ko = _collision_calls(cfg, setups)
+    for name in _KO:
+        direct[name] = {
+            "collision_call_s": summary(ko[name]),
+            "collision_fraction_of_step": statistics.median(ko[name]) / step_s,
+        }
+    for name, setup in setups.items():
+        if setup.kitinet:
+            call = _kitinet_calls(cfg, setup)
+            extra = call["kitinet_s"]["median"] - call["add_s"]["median"]
+            direct[name] = {"kitinet_call": call, "collision_fraction_of_step": extra / step_s}
+    return direct
+
+
 def _rate_record(rates: list[Tensor]) -> dict[str, Any]:
     """Mean, [min, max] and count of the per-step collision rates (accepted / candidate pairs)."""
     values = [float(r) for r in rates]
@@ -217,12 +288,11 @@ def _variant_record(
     setup: _Setup,
     steps: dict[str, list[float]],
     peaks: dict[str, int],
-    calls: dict[str, list[float]],
+    direct: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Times, ratio to vanilla, verdict, peak memory and what collided, for one variant."""
-    targets = dict(cfg.text_targets)
+    """Times, ratio to vanilla, verdicts, peak memory and what collided, for one variant."""
     ratio = paired_ratio(steps[name], steps["vanilla"])
-    target = targets.get("kiti" if name.startswith("kiti") else name)
+    target = dict(cfg.text_targets).get("kiti" if name.startswith("kiti") else name)
     record: dict[str, Any] = {
         "step_s": summary(steps[name]),
         "step_ratio_to_vanilla": ratio,
@@ -231,11 +301,12 @@ def _variant_record(
         "peak_bytes": peaks[name],
         "peak_ratio_to_vanilla": peaks[name] / max(peaks["vanilla"], 1),
     }
+    if name in direct:
+        record.update(direct[name])
+        record["direct_ratio"] = 1.0 + record["collision_fraction_of_step"]
+        record["direct_within_target"] = target is not None and record["direct_ratio"] <= target
     if name in _KO:
-        call = statistics.median(calls[name])
         record["coll_coef"] = dict(cfg.text_ko_coefs)[name]
-        record["collision_call_s"] = summary(calls[name])
-        record["collision_fraction_of_step"] = call / statistics.median(steps["vanilla"])
         record["collision_rates"] = dict(getattr(setup.optimizer, "collision_rates", {}) or {})
     elif setup.kitinet:
         record.update(_rate_record(setup.rates))
@@ -261,16 +332,17 @@ def bench_text(cfg: Config) -> dict[str, Any]:
         name: profile_call(functools.partial(_train_step, cfg, setup))[0]
         for name, setup in setups.items()
     }
-    calls = _collision_calls(cfg, setups)
+    direct = _direct(cfg, setups, statistics.median(steps["vanilla"]))
     variants = {
-        name: _variant_record(cfg, name, setup, steps, peaks, calls)
+        name: _variant_record(cfg, name, setup, steps, peaks, direct)
         for name, setup in setups.items()
     }
     for name, rec in variants.items():
         rate = f", collision rate {rec['collision_rate']:.3%}" if "collision_rate" in rec else ""
+        alone = f" (direct x{rec['direct_ratio']:.4f})" if "direct_ratio" in rec else ""
         print(
             f"[text] {name}: {rec['step_s']['median'] * 1e3:.0f} ms/step, "
-            f"x{rec['step_ratio_to_vanilla']['median']:.4f} of vanilla{rate}",
+            f"x{rec['step_ratio_to_vanilla']['median']:.4f} of vanilla{alone}{rate}",
             flush=True,
         )
     eval_ratio = paired_ratio(eval_samples["kiti"], eval_samples["vanilla"])
