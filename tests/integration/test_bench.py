@@ -162,8 +162,9 @@ def _check_kitinet_section(rec: dict, cfg: Config) -> None:
 
 
 def _check_text_section(rec: dict) -> None:
-    """Every variant has its time, ratio to vanilla, verdict and peak memory; KO rows their direct
-    estimate, KITI rows their collision rate; the KITI eval logits equal vanilla's bit for bit."""
+    """Every variant has its time, ratio to vanilla, verdict and peak memory, the others also their
+    direct estimate (KO: the collision call; KITI: the KITINet call and the rates); the KITI eval
+    logits equal vanilla's bit for bit."""
     from benchmarks.text_minilm import pretrained_dir
 
     expected = {"vanilla", "soft", "hard", "kiti"}
@@ -176,12 +177,17 @@ def _check_text_section(rec: dict) -> None:
         assert var["peak_bytes"] > 0
         assert (var["target"] is None) == (name == "vanilla")
         assert var["within_target"] in (None, True, False)
-        assert ("collision_fraction_of_step" in var) == (name in ("soft", "hard"))
-        assert ("collision_rate" in var) == name.startswith("kiti")
+        assert ("direct_ratio" in var) == (name != "vanilla")
+        assert ("collision_call_s" in var) == (name in ("soft", "hard"))
+        assert ("collision_rate" in var) == ("kitinet_call" in var) == name.startswith("kiti")
         if name.startswith("kiti"):
             low, high = var["collision_rate_range"]
             assert 0.0 <= low <= var["collision_rate"] <= high <= 1.0
             assert var["collision_rate_steps"] > 0
+            call = var["kitinet_call"]
+            assert _positive(call["kitinet_s"]) and _positive(call["add_s"])
+            assert call["shape"] == [rec["batch"] * rec["seq_len"], 384]  # one system per token
+            assert 0.0 <= call["collision_rate"] <= 1.0
     assert rec["variants"]["vanilla"]["step_ratio_to_vanilla"]["median"] == 1.0
     assert rec["targets"] == dict(Config().text_targets)
     assert _positive(rec["eval_ratio"]) and set(rec["eval_s"]) == {"vanilla", "kiti"}
