@@ -1,6 +1,6 @@
 """Speed and memory benchmarks of the kinetics core against SPEC §5 (``make bench``).
 
-Six measurements, all on CPU with ``torch.set_num_threads(2)`` (``--threads`` to change), one
+Seven measurements, all on CPU with ``torch.set_num_threads(2)`` (``--threads`` to change), one
 module each:
 
 1. :mod:`benchmarks.fast_vs_literal`: KO soft / hard collision, the fast ``kinetics`` functions
@@ -19,6 +19,10 @@ module each:
    equal), plus the KITINet call alone on the inputs the network really gives it.
 6. :mod:`benchmarks.ko_resnet_overhead`: KO step overhead for CIFAR ResNet-18/34/50 x {SGD, +S.C.,
    +H.C.}: time and peak memory, the analog of KO Tables 4-5.
+7. :mod:`benchmarks.text_minilm`: a MiniLM-L6 sequence classifier's training step (random weights
+   and tokens): AdamW against KO soft / hard on the head and KITINet in the final layer (issue 11:
+   ≤ 1.01x, ≤ 1.01x, ≤ 1.05x at the collision rate met), peak memory, and the KITI eval forward
+   (time ratio; logits bitwise equal).
 
 Shared pieces: :mod:`benchmarks.config` (sizes and repeats), :mod:`benchmarks.measure` (timing,
 statistics, machine facts and load), :mod:`benchmarks.memory` (peak-memory probes),

@@ -113,6 +113,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += _render_kiti_resnet(results["kiti_resnet"])
     if results.get("ko_resnets"):
         out += _render_ko_resnets(results["ko_resnets"])
+    if results.get("text"):
+        out += _render_text(results["text"])
     if results.get("errors"):
         out += ["## Errors", ""] + [f"- {k}: `{v}`" for k, v in results["errors"].items()] + [""]
     return "\n".join(out)
@@ -162,6 +164,8 @@ def _render_targets(results: dict[str, Any]) -> list[str]:
             f"| KITI-ResNet-18 eval outputs bitwise equal to ResNet-18 | "
             f"{kiti['eval_bitwise_equal']} | True | {_pf(kiti['eval_bitwise_equal'])} |"
         )
+    if results.get("text"):
+        lines += _text_target_rows(results["text"])
     kitinet = results.get("kitinet")
     for row in kitinet["rows"] if kitinet else []:
         ratio = row["stream_ratio_to_randn"]["median"]
@@ -492,3 +496,152 @@ def _render_ko_resnets(rows: list[dict[str, Any]]) -> list[str]:
         "a typo, see paper_tables.yaml), hence its memory ratio below 1.",
     ]
     return [*lines, ""]
+
+
+_TEXT_LABELS = {
+    "vanilla": "AdamW",
+    "soft": "KO soft on classifier",
+    "hard": "KO hard on classifier",
+    "kiti": "KITINet, last layer, attn",
+    "kiti_pretrained": "KITINet, last layer, attn, pretrained weights",
+}
+
+
+def _text_rate(var: dict[str, Any]) -> str:
+    """The KITINet variants' collision rate, mean [min, max] over their steps; else a dash."""
+    if "collision_rate" not in var:
+        return "—"
+    low, high = var["collision_rate_range"]
+    return f"{var['collision_rate']:.3%} [{low:.3%}, {high:.3%}]"
+
+
+def _text_call_ms(var: dict[str, Any]) -> str:
+    """The directly timed call: KO's collision, or KITINet's against x + v (and its rate there)."""
+    if "kitinet_call" in var:
+        call = var["kitinet_call"]
+        return (
+            f"{_ms(call['kitinet_s']['median'])} vs x+v {_ms(call['add_s']['median'])} "
+            f"(rate {call['collision_rate']:.3%})"
+        )
+    if "collision_call_s" in var:
+        return _ms(var["collision_call_s"]["median"])
+    return "—"
+
+
+def _text_target_rows(rec: dict[str, Any]) -> list[str]:
+    """Targets-table rows of section 7: KO and KITINet step ratios, eval ratio and bitwise flag."""
+    lines = []
+    for name, var in rec["variants"].items():
+        if var["target"] is None:
+            continue
+        ratio = var["step_ratio_to_vanilla"]["median"]
+        extra = ""
+        if "collision_rate" in var:
+            extra = f" (collision rate {var['collision_rate']:.3%})"
+        if name == "kiti_pretrained":
+            extra += " (information: the rate fine-tuning starts from)"
+        lines.append(
+            f"| MiniLM-L6 step, {_TEXT_LABELS[name]} / AdamW{extra} | {ratio:.4f} | "
+            f"≤ {var['target']} | {_pf(var['within_target'])} |"
+        )
+        if "direct_ratio" in var:
+            call = "KITINet call - x+v" if "kitinet_call" in var else "collision call"
+            lines.append(
+                f"| MiniLM-L6 step, {_TEXT_LABELS[name]} (1 + ({call}) / step) | "
+                f"{var['direct_ratio']:.5f} | ≤ {var['target']} | "
+                f"{_pf(var['direct_within_target'])} |"
+            )
+    ratio = rec["eval_ratio"]["median"]
+    lines += [
+        f"| MiniLM-L6 eval forward, KITI / vanilla (target {rec['eval_target']:.2f}, noise band) "
+        f"| {ratio:.4f} | ≤ {rec['eval_noise']} | {_pf(rec['eval_within_noise'])} |",
+        f"| MiniLM-L6 eval logits of KITI bitwise equal to vanilla | {rec['eval_bitwise_equal']} "
+        f"| True | {_pf(rec['eval_bitwise_equal'])} |",
+    ]
+    return lines
+
+
+def _ms_iqr(stats: dict[str, float]) -> str:
+    return f"{_ms(stats['median'])} [{_ms(stats['p25'])}, {_ms(stats['p75'])}]"
+
+
+def _render_text(rec: dict[str, Any]) -> list[str]:
+    opt, kiti, arch = rec["optimizer"], rec["kitinet"], rec["architecture"]
+    lines = [
+        f"## 7. MiniLM-L6 sequence classifier: AdamW vs KO on the head vs KITINet "
+        f"(batch {rec['batch']} x {rec['seq_len']} tokens)",
+        "",
+        f"{rec['model']}: {arch['num_hidden_layers']} layers x {arch['hidden_size']}, "
+        f"{arch['num_attention_heads']} heads, FFN {arch['intermediate_size']}, vocabulary "
+        f"{arch['vocab_size']}, {arch['num_labels']} labels; random token ids, a fresh batch per "
+        f"step (the same sequence for every variant). Step: forward, cross-entropy, backward, "
+        f"AdamW(lr {opt['lr']}, wd {opt['weight_decay']}) step, zero_grad. KO on `classifier` "
+        "(soft / hard, coll_coef "
+        + " / ".join(str(v["coll_coef"]) for v in rec["variants"].values() if "coll_coef" in v)
+        + f"); KITINet via `insert_kitinet(collision_heads={kiti['collision_heads']}, "
+        f"coll_coef={kiti['coll_coef']}, sites={tuple(kiti['sites'])}, "
+        f"layers={kiti['layers']})`. {rec['warmup_rounds']} warm-up then {rec['rounds']} rounds, "
+        "one step per variant each, every round in its own random order. **Direct**: the "
+        "collision alone on its real inputs (KO: the head's weight and gradient; KITINet: the "
+        "(x, v) the model gives its module, forward + backward net of the x + v it replaces) over "
+        "the median vanilla step; on a loaded machine the whole-step ratio spreads too much to "
+        "resolve a few %. Peak MB: extra bytes of one step (profiler allocation events).",
+        "",
+        "| variant | step ratio to vanilla | target | result (ratio / direct) | step ms | direct: "
+        "1 + call / step | call ms | collision rate | peak MB | peak ratio to vanilla |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, var in rec["variants"].items():
+        target = "—" if var["target"] is None else f"≤ {var['target']}"
+        if name == "kiti_pretrained":
+            target += " (information)"
+        verdict = "—"
+        if var["within_target"] is not None:
+            verdict = f"{_pf(var['within_target'])} / {_pf(var['direct_within_target'])}"
+        direct = "—" if "direct_ratio" not in var else f"{var['direct_ratio']:.5f}"
+        lines.append(
+            f"| {_TEXT_LABELS[name]} | {_iqr(var['step_ratio_to_vanilla'], 4)} | {target} | "
+            f"{verdict} | {_ms_iqr(var['step_s'])} | {direct} | {_text_call_ms(var)} | "
+            f"{_text_rate(var)} | {_mb(var['peak_bytes'])} | "
+            f"{var['peak_ratio_to_vanilla']:.4f} |"
+        )
+    eval_ms = {k: _ms(v["median"]) for k, v in rec["eval_s"].items()}
+    lines += [
+        "",
+        f"Eval forward (KITI vs vanilla, model.eval(), no_grad, same weights, {rec['eval_rounds']} "
+        f"rounds): ratio {_iqr(rec['eval_ratio'], 4)} (ms: {eval_ms}; target "
+        f"{rec['eval_target']:.2f}, within the ≤ {rec['eval_noise']} noise band: "
+        f"{_pf(rec['eval_within_noise'])}); logits bitwise equal (torch.equal): "
+        f"**{rec['eval_bitwise_equal']}**.",
+        "",
+        *_text_rate_note(rec),
+    ]
+    return [*lines, ""]
+
+
+def _text_rate_note(rec: dict[str, Any]) -> list[str]:
+    """Why the KITI row's collision rate is not the fine-tuned model's."""
+    kiti = rec["variants"]["kiti"]
+    note = (
+        f"Collision rate: accepted / candidate pairs of the KITINet module, mean [min, max] over "
+        f"the variant's {kiti['collision_rate_steps']} training steps. It is measured at random "
+        "weights on random tokens, which need not give the rate a fine-tuned (or pretrained) "
+        "model meets on real text: the KITINet cost grows with the accepted pairs."
+    )
+    pre = rec["variants"].get("kiti_pretrained")
+    if pre is None:
+        note += (
+            " No local all-MiniLM-L6-v2 was found or asked for (`make text-data`, "
+            "Config.text_pretrained), so the step was not timed at pretrained weights."
+        )
+    else:
+        note += (
+            f" At the pretrained all-MiniLM-L6-v2 weights on the same random tokens the rate is "
+            f"{pre['collision_rate']:.3%}, and that step costs "
+            f"{pre['step_ratio_to_vanilla']['median']:.4f}x the AdamW step (direct: "
+            f"{pre['direct_ratio']:.4f}x; dense compute does not depend on the weights' values, "
+            "so the ratio to the random-weight vanilla step isolates the collisions). On real "
+            "text, configs/experiment/mini/text_*_kiti.yaml report ~5% at the start of "
+            "fine-tuning."
+        )
+    return [note]

@@ -22,10 +22,11 @@ from benchmarks.ko_resnet_overhead import bench_ko_resnets
 from benchmarks.measure import cpu_seconds, machine_info
 from benchmarks.memory import validate_memory_method
 from benchmarks.report import write_report
+from benchmarks.text_minilm import bench_text
 
 __all__ = ["SECTIONS", "run"]
 
-# (results key, section), in report order; the last three train networks (``--skip-e2e``).
+# (results key, section), in report order; the last four train networks (``--skip-e2e``).
 SECTIONS: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("collisions", bench_collisions),
     ("kitinet", bench_kitinet),
@@ -33,8 +34,9 @@ SECTIONS: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("e2e", bench_e2e),
     ("kiti_resnet", bench_kiti_resnet),
     ("ko_resnets", bench_ko_resnets),
+    ("text", bench_text),
 )
-_NETWORK_SECTIONS = frozenset({"e2e", "kiti_resnet", "ko_resnets"})
+_NETWORK_SECTIONS = frozenset({"e2e", "kiti_resnet", "ko_resnets", "text"})
 
 
 def run(

@@ -117,13 +117,16 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
         assert set(row["variants"]) == {"sgd", "soft", "hard"}
         assert row["variants"]["sgd"]["peak_ratio_to_sgd"] == 1.0
         assert all(v["peak_bytes"] > 0 for v in row["variants"].values())
+    _check_text_section(results["text"])
     report = (tmp_path / "bench.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in report
     assert "counter-based / randn directions" in report  # the stream target, per row
     assert "**Floor** of the selection" in report
     assert "KITI-ResNet-18 step / ResNet-18, coll_coef 0.9" in report
     assert "eval outputs bitwise equal" in report
+    assert "MiniLM-L6 step, KITINet, last layer, attn / AdamW (collision rate" in report
+    assert "MiniLM-L6 eval logits of KITI bitwise equal to vanilla | True" in report
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
 
 
@@ -156,6 +159,39 @@ def _check_kitinet_section(rec: dict, cfg: Config) -> None:
     assert set(rec["floor"]) == {str(h) for h in cfg.kitinet_heads}
     for floor in rec["floor"].values():
         assert _positive(floor["time_s"]) and floor["matmul_flops"] > 0 and floor["exps"] > 0
+
+
+def _check_text_section(rec: dict) -> None:
+    """Every variant has its time, ratio to vanilla, verdict and peak memory, the others also their
+    direct estimate (KO: the collision call; KITI: the KITINet call and the rates); the KITI eval
+    logits equal vanilla's bit for bit."""
+    from benchmarks.text_minilm import pretrained_dir
+
+    expected = {"vanilla", "soft", "hard", "kiti"}
+    if pretrained_dir(Config.quick()) is not None:  # the local all-MiniLM-L6-v2 (make text-data)
+        expected.add("kiti_pretrained")
+    assert set(rec["variants"]) == expected
+    assert (rec["batch"], rec["seq_len"]) == (Config.quick().text_batch, Config.quick().text_seq)
+    for name, var in rec["variants"].items():
+        assert _positive(var["step_s"]) and _positive(var["step_ratio_to_vanilla"])
+        assert var["peak_bytes"] > 0
+        assert (var["target"] is None) == (name == "vanilla")
+        assert var["within_target"] in (None, True, False)
+        assert ("direct_ratio" in var) == (name != "vanilla")
+        assert ("collision_call_s" in var) == (name in ("soft", "hard"))
+        assert ("collision_rate" in var) == ("kitinet_call" in var) == name.startswith("kiti")
+        if name.startswith("kiti"):
+            low, high = var["collision_rate_range"]
+            assert 0.0 <= low <= var["collision_rate"] <= high <= 1.0
+            assert var["collision_rate_steps"] > 0
+            call = var["kitinet_call"]
+            assert _positive(call["kitinet_s"]) and _positive(call["add_s"])
+            assert call["shape"] == [rec["batch"] * rec["seq_len"], 384]  # one system per token
+            assert 0.0 <= call["collision_rate"] <= 1.0
+    assert rec["variants"]["vanilla"]["step_ratio_to_vanilla"]["median"] == 1.0
+    assert rec["targets"] == dict(Config().text_targets)
+    assert _positive(rec["eval_ratio"]) and set(rec["eval_s"]) == {"vanilla", "kiti"}
+    assert rec["eval_bitwise_equal"] is True  # eval KITINet is exactly x + v
 
 
 def test_randn_directions_swaps_the_source_and_restores_it() -> None:
