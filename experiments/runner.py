@@ -55,8 +55,11 @@ from experiments.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from experiments.engine.distributed import (
     DistInfo,
     cleanup_distributed,
+    gather_full_state,
     init_distributed,
+    is_sharded,
     replicas_identical,
+    shard_model,
 )
 from experiments.engine.loop import fit, steps_per_epoch
 from experiments.engine.optim import build_optimizer
@@ -328,11 +331,15 @@ def prepare(rc: RunConfig) -> Prepared:
         rc.trainer.max_steps = -(-rc.trainer.max_units // per_step)
         rc.trainer.max_units = None
         cost["max_steps_from_units"] = rc.trainer.max_steps
+    if rc.trainer.fsdp:
+        _check_fsdp(rc, dist)
+        shard_model(model)  # in place: the loop trains the sharded model itself
+        optimizer, base = build_optimizer(rc, model)  # over the sharded parameters
     # After the loaders: a per-update schedule needs their length (batches per process).
     steps = steps_per_epoch(train_data, rc.trainer.grad_accum_steps)
     scheduler = build_scheduler(rc, base, steps_per_epoch=steps)
     forward_module = model
-    if dist.enabled:
+    if dist.enabled and not rc.trainer.fsdp:
         # The loop trains the plain module (names, checkpoints and metrics stay those of the
         # model); forward passes go through the DDP wrapper, which all-reduces the gradients.
         ids = [device] if device.type == "cuda" else None
@@ -354,6 +361,25 @@ def prepare(rc: RunConfig) -> Prepared:
         test_data,
         cost,
     )
+
+
+def _check_fsdp(rc: RunConfig, dist: DistInfo) -> None:
+    if not dist.enabled:
+        raise ConfigError(
+            "trainer.fsdp=true shards the model over the ranks of a torchrun (or SLURM) job; "
+            "start it with torchrun --nproc_per_node N, or set trainer.fsdp=false"
+        )
+    if rc.collision.name in ("soft", "hard"):
+        raise ConfigError(
+            f"collision={rc.collision.name} with trainer.fsdp=true is not supported: a KO "
+            "collision couples all neurons of a layer, which FSDP splits over the ranks; use DDP "
+            "(trainer.fsdp=false)"
+        )
+    if rc.trainer.watch:
+        raise ConfigError(
+            f"trainer.watch={rc.trainer.watch} with trainer.fsdp=true is not supported (the "
+            "watched weights are sharded); set trainer.watch=[]"
+        )
 
 
 def train_flops_per_unit(cost: dict[str, Any]) -> float | None:
@@ -422,6 +448,8 @@ def run(cfg: DictConfig) -> float:
         identical = replicas_identical(p.model)
         if not identical:
             raise RuntimeError("DDP replicas ended with different parameters")
+        # FSDP: every rank takes part in gathering the shards the export writes
+        full_state = gather_full_state(p.model, None)[0] if is_sharded(p.model) else None
         if p.dist.main:
             summary = {
                 **result.final,
@@ -435,7 +463,7 @@ def run(cfg: DictConfig) -> float:
                 "replicas_identical": identical,
                 "wall_time": time.perf_counter() - start,
             }
-            _write_outputs(rc, p, run_dir, summary, logger)
+            _write_outputs(rc, p, run_dir, summary, logger, full_state)
     except BaseException:
         if logger is not None:
             logger.finish(exit_code=1)
@@ -449,7 +477,12 @@ def run(cfg: DictConfig) -> float:
 
 
 def _write_outputs(
-    rc: RunConfig, p: Prepared, run_dir: Path, summary: dict[str, Any], logger: RunLogger
+    rc: RunConfig,
+    p: Prepared,
+    run_dir: Path,
+    summary: dict[str, Any],
+    logger: RunLogger,
+    full_state: dict[str, Any] | None = None,
 ) -> None:
     """The watched layers' final weights and heat maps, then ``summary.json`` (last: its presence
     means the run finished)."""
@@ -460,7 +493,7 @@ def _write_outputs(
         path = run_dir / f"heatmap_{name}.png"
         _save_heatmap(path, weight, f"{name}: {activation} {rc.collision.name}".strip())
         logger.log_image(f"heatmap/{name}", path)
-    if p.task.export(p.model, run_dir / EXPORT_DIR):
+    if p.task.export(p.model, run_dir / EXPORT_DIR, full_state):
         summary["export"] = EXPORT_DIR
     logger.log_summary(summary)
     atomic_write_json(run_dir / "summary.json", summary)

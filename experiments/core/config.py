@@ -294,6 +294,10 @@ class TrainerConfig:
     """fp32 | bf16 (autocast, for GPUs with bfloat16) | fp16 (autocast + GradScaler, CUDA only)."""
     channels_last: bool = False
     """Channels-last memory format for the model and 4-D inputs (faster convolutions on GPUs)."""
+    fsdp: bool = False
+    """Shard the model with FSDP2 (``fully_shard`` per block, under torchrun) instead of DDP
+    replicas, for models that do not fit one GPU. Not with KO (a collision couples all neurons of a
+    layer, which FSDP splits over the ranks) nor with ``watch``."""
     compile: bool = False
     """torch.compile the model's forward (and backward) for training and evaluation; on GPUs
     usually faster after the first steps' compilation, on CPUs often slower."""

@@ -76,9 +76,12 @@ class Task(Protocol):
         convention; ``units_per_sample`` turns FLOPs per sample into FLOPs per unit)."""
         ...
 
-    def export(self, model: nn.Module, directory: Path) -> bool:
+    def export(
+        self, model: nn.Module, directory: Path, state_dict: Mapping[str, Any] | None = None
+    ) -> bool:
         """Write the trained model in its ecosystem's format (e.g. ``save_pretrained``) into
-        ``directory``; False if the domain has none."""
+        ``directory``, with ``state_dict`` as its weights when given (an FSDP model's gathered
+        shards); False if the domain has none."""
         ...
 
 
@@ -99,9 +102,11 @@ class TaskDefaults:
         del model_name, kwargs
         return {}
 
-    def export(self, model: nn.Module, directory: Path) -> bool:
+    def export(
+        self, model: nn.Module, directory: Path, state_dict: Mapping[str, Any] | None = None
+    ) -> bool:
         """None (the run dir's checkpoint and weights are the model)."""
-        del model, directory
+        del model, directory, state_dict
         return False
 
     def units(self, inputs: Any, targets: Any) -> int:

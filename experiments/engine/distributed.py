@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,8 +29,12 @@ __all__ = [
     "DistInfo",
     "cleanup_distributed",
     "first_slurm_host",
+    "gather_full_state",
     "init_distributed",
+    "is_sharded",
+    "load_full_state",
     "replicas_identical",
+    "shard_model",
     "slurm_environment",
 ]
 
@@ -112,13 +117,75 @@ def cleanup_distributed(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+def shard_model(model: nn.Module) -> None:
+    """FSDP2 (``fully_shard``): each block of the model's stack of blocks (GPT-2's
+    ``transformer.h``, Qwen2's ``model.layers``, ...) is its own unit, then the rest; in place.
+    Parameters become DTensors sharded over the ranks; a block's are gathered for its forward and
+    backward only."""
+    from torch.distributed.fsdp import fully_shard
+
+    from kinetics.optimizer import last_block
+
+    name, _ = last_block(model)
+    stack = model.get_submodule(name.rsplit(".", 1)[0])
+    for block in stack:
+        fully_shard(block)
+    fully_shard(model)
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether the model's parameters are FSDP shards (DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def gather_full_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The full (unsharded) model and optimizer state dicts on the CPU of rank 0 (empty on the
+    others). Every rank must call it: gathering the shards is a collective."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=options)
+    optim_state = None
+    if optimizer is not None:
+        optim_state = get_optimizer_state_dict(model, optimizer, options=options)
+    return model_state, optim_state
+
+
+def load_full_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    model_state: dict[str, Any],
+    optim_state: dict[str, Any] | None,
+) -> None:
+    """Load full state dicts (as :func:`gather_full_state` saves them, read by every rank) into
+    the sharded model and optimizer: each rank keeps its shards."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    if optimizer is not None and optim_state is not None:
+        set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+
+
 def replicas_identical(model: nn.Module) -> bool:
     """Whether every rank holds bit-identical parameters (compares raw bytes across ranks).
 
     KO draws its collision directions from a generator seeded identically on every rank, so after
     the all-reduced gradients every rank applies the same update; this checks that it did.
     """
-    if not dist.is_initialized():
+    if not dist.is_initialized() or is_sharded(model):  # shards are not replicas
         return True
     flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()]).cpu()
     gathered = [torch.empty_like(flat) for _ in range(dist.get_world_size())]

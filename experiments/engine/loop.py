@@ -47,6 +47,7 @@ from experiments.engine.checkpoint import (
     restore_random_state,
     save_checkpoint,
 )
+from experiments.engine.distributed import gather_full_state, is_sharded, load_full_state
 from experiments.engine.rundir import MetricsWriter, RunLogger
 from experiments.engine.runtime import autocast, float32, progress_enabled, to_device
 
@@ -382,6 +383,9 @@ class _Loop:
 
     def save(self, data_state: Any) -> None:
         """Checkpoint after a record: the next interval starts empty."""
+        sharded = self.path is not None and is_sharded(self.model)
+        if sharded:  # every rank takes part in gathering the shards
+            full_model, full_optimizer = gather_full_state(self.model, self.optimizer)
         if not self.main_process or self.path is None:
             return
         contents = {
@@ -390,6 +394,7 @@ class _Loop:
             "batch": self.state.batch,
             "model": self.model.state_dict(),
             **{k: (v.state_dict() if v is not None else None) for k, v in self.stateful().items()},
+            **({"model": full_model, "optimizer": full_optimizer} if sharded else {}),
             "data": data_state,
             "interval": _Interval(self.lr()).state_dict(),
             "callbacks": [c.state_dict() for c in self.callbacks],
@@ -408,8 +413,16 @@ class _Loop:
             log.info("resume requested but %s does not exist: starting fresh", self.path)
             return None
         checkpoint = load_checkpoint(self.path)
-        self.model.load_state_dict(checkpoint["model"])
+        sharded = is_sharded(self.model)
+        if sharded:
+            load_full_state(
+                self.model, self.optimizer, checkpoint["model"], checkpoint["optimizer"]
+            )
+        else:
+            self.model.load_state_dict(checkpoint["model"])
         for key, obj in self.stateful().items():
+            if sharded and key == "optimizer":
+                continue
             if obj is not None and checkpoint.get(key) is not None:
                 obj.load_state_dict(checkpoint[key])
         for callback, saved in zip(self.callbacks, checkpoint["callbacks"], strict=False):

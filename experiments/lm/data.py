@@ -195,18 +195,23 @@ class LMData(TaskDefaults):
             "val_tokens": self.val.tokens,
         }
 
-    def export(self, model: nn.Module, directory: Path) -> bool:
-        """``save_pretrained`` of ``model`` and its tokenizer into ``directory`` (a stock
-        transformers checkpoint: lm-eval and any HF tool load it)."""
-        _export(model, load_tokenizer(self.tokenizer), directory)
+    def export(
+        self, model: nn.Module, directory: Path, state_dict: Mapping[str, Any] | None = None
+    ) -> bool:
+        """``save_pretrained`` of ``model`` (with ``state_dict``'s weights if given) and its
+        tokenizer into ``directory``: a stock transformers checkpoint that lm-eval and any HF
+        tool load."""
+        _export(model, load_tokenizer(self.tokenizer), directory, state_dict)
         return True
 
 
-def _export(model: nn.Module, tokenizer: Any, directory: Path) -> None:
+def _export(
+    model: nn.Module, tokenizer: Any, directory: Path, state_dict: Mapping[str, Any] | None
+) -> None:
     config = model.config  # type: ignore[union-attr]
     use_cache, config.use_cache = config.use_cache, True  # generation wants the cache
     try:
-        model.save_pretrained(directory)  # type: ignore[operator]
+        model.save_pretrained(directory, state_dict=state_dict)  # type: ignore[operator]
     finally:
         config.use_cache = use_cache
     tokenizer.save_pretrained(directory)

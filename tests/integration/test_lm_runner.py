@@ -153,6 +153,8 @@ def test_errors_are_one_line_config_errors(lm_data: Path, tmp_path: Path) -> Non
         MissingDataError, match=r"AutoModelForCausalLM.from_pretrained\('nowhere'\)"
     ):
         run_inprocess(tmp_path / "c", *base, "model.pretrained=nowhere")
+    with pytest.raises(ConfigError, match="shards the model over the ranks of a torchrun"):
+        run_inprocess(tmp_path / "e", *base, "trainer.fsdp=true")
     with pytest.raises(ConfigError, match="cannot take token data"):
         run_inprocess(
             tmp_path / "d", "model=mlp", "dataset=lm_tokens", f"dataset.dir={lm_data}", *STEPS
@@ -165,14 +167,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_torchrun_two_ranks_identical_replicas(lm_data: Path, tmp_path: Path) -> None:
-    args = [
-        *tiny_gpt2_overrides(lm_data, "qwen2_0_5b"),
-        "collision=hard",
-        *STEPS,
-        "trainer.max_steps=3",
-        f"hydra.run.dir={tmp_path}",
-    ]
+def _torchrun(*args: str) -> None:
+    """``run.py *args`` on 2 gloo ranks (one thread each); fails with the tail of stderr."""
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -191,8 +187,40 @@ def test_torchrun_two_ranks_identical_replicas(lm_data: Path, tmp_path: Path) ->
     ]
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_torchrun_two_ranks_identical_replicas(lm_data: Path, tmp_path: Path) -> None:
+    overrides = [*tiny_gpt2_overrides(lm_data, "qwen2_0_5b"), "collision=hard", *STEPS]
+    _torchrun(*overrides, "trainer.max_steps=3", f"hydra.run.dir={tmp_path}")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
+
+
+def test_fsdp_two_ranks_train_export_and_resume(lm_data: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    overrides = [
+        *tiny_gpt2_overrides(lm_data),
+        "collision=kitinet",
+        "collision.collision_heads=4",
+        *STEPS,
+        "trainer.fsdp=true",
+        "trainer.checkpoint_every=2",
+        "trainer.eval_every=2",
+    ]
+    _torchrun(*overrides, "trainer.max_steps=4", f"hydra.run.dir={tmp_path / 'whole'}")
+    # the same run stopped after its checkpoint at step 2, then continued to step 4
+    _torchrun(*overrides, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'parts'}")
+    _torchrun(
+        *overrides, "trainer.max_steps=4", "resume=auto", f"hydra.run.dir={tmp_path / 'parts'}"
+    )
+    whole = without_times(read_metrics(tmp_path / "whole"))
+    parts = without_times(read_metrics(tmp_path / "parts"))
+    assert [r["step"] for r in parts] == [0, 1, 2, 3, 4]
+    assert parts[-1]["test_loss"] == pytest.approx(whole[-1]["test_loss"], rel=1e-5)
+    assert parts[-1]["train_loss"] == pytest.approx(whole[-1]["train_loss"], rel=1e-5)
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "whole" / "export")
+    assert exported.transformer.h[0].attn.c_attn.weight.shape == (32, 96)  # whole, not a shard
 
 
 @pytest.mark.slow
