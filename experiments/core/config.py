@@ -578,7 +578,7 @@ def _check_builder_kwargs(
 # interpolations) or for other programs (an LM data set's `prepare` recipe, read by
 # scripts/prepare_lm_data.py), not builder arguments.
 MODEL_DEFAULT_KEYS = ("collide", "watch", "tokenizer", "lr")
-DATASET_DEFAULT_KEYS = ("num_threads", "batch_size", "epochs", "prepare")
+DATASET_DEFAULT_KEYS = ("num_threads", "batch_size", "epochs", "unit", "eval_every", "prepare")
 
 
 def _pop_defaults(section: str, values: dict[str, Any], keys: tuple[str, ...]) -> None:

@@ -17,7 +17,6 @@ are read in order; ``eval_tokens`` caps how many (the same prefix for every run 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,11 +29,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
-from experiments.core.errors import ConfigError, MissingDataError
+from experiments.core.errors import ConfigError
 from experiments.core.hf_models import load_tokenizer
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.sampling import EpochDataLoader, SeededSampler, dist_world
 from experiments.core.task import MetricFn, TaskDefaults, logits_of
+from experiments.lm.shards import TokenSplit, read_index
 
 __all__ = ["LMData", "TokenWindows", "WindowLoader", "lm_cross_entropy", "lm_tokens"]
 
@@ -57,20 +57,17 @@ class Perplexity:
 
 
 class TokenWindows(Dataset):
-    """Windows ``i`` of ``seq_len + 1`` tokens starting at ``i * seq_len`` of the shards read as
-    one sequence: ``(inputs, targets)`` int64 tensors of ``seq_len`` each."""
+    """Windows ``i`` of ``seq_len + 1`` tokens starting at ``i * seq_len`` of a split (its shards
+    read as one sequence, :class:`~experiments.lm.shards.TokenSplit`), within its first
+    ``max_tokens``: ``(inputs, targets)`` int64 tensors of ``seq_len`` each."""
 
-    def __init__(self, shards: list[np.ndarray], seq_len: int, max_tokens: int | None = None):
+    def __init__(self, split: TokenSplit, seq_len: int, max_tokens: int | None = None):
         if seq_len < 1:
             raise ConfigError(f"dataset.seq_len={seq_len} must be >= 1")
-        self.shards = shards
+        self.split = split
         self.seq_len = seq_len
-        self.ends = np.cumsum([len(s) for s in shards])
-        total = int(self.ends[-1]) if shards else 0
-        if max_tokens is not None:
-            total = min(total, max_tokens)
-        self.tokens = total
-        self.length = max(0, (total - 1) // seq_len)
+        self.tokens = len(split) if max_tokens is None else min(len(split), max_tokens)
+        self.length = max(0, (self.tokens - 1) // seq_len)
 
     def __len__(self) -> int:
         return self.length
@@ -78,21 +75,9 @@ class TokenWindows(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"window {index} of {self.length}")
-        window = self.read(index * self.seq_len, self.seq_len + 1)
-        return window[:-1], window[1:]
-
-    def read(self, start: int, length: int) -> Tensor:
-        """Tokens ``[start, start + length)`` of the concatenated shards as int64."""
-        out = np.empty(length, dtype=np.int64)
-        shard = int(np.searchsorted(self.ends, start, side="right"))
-        done = 0
-        while done < length:
-            offset = start + done - (int(self.ends[shard - 1]) if shard else 0)
-            piece = self.shards[shard][offset : offset + length - done]
-            out[done : done + len(piece)] = piece
-            done += len(piece)
-            shard += 1
-        return torch.from_numpy(out)
+        window = self.split.window(index * self.seq_len, self.seq_len + 1).astype(np.int64)
+        tokens = torch.from_numpy(window)
+        return tokens[:-1], tokens[1:]
 
 
 class WindowLoader(EpochDataLoader):
@@ -217,25 +202,6 @@ def _export(
     tokenizer.save_pretrained(directory)
 
 
-def _read_index(directory: Path) -> dict[str, Any]:
-    index_path = directory / "index.json"
-    if not index_path.is_file():
-        raise MissingDataError(
-            f"no prepared token data at {directory} (index.json missing); prepare it with "
-            f"`python scripts/prepare_lm_data.py dataset=<this data set>` or set dataset.dir"
-        )
-    return json.loads(index_path.read_text())
-
-
-def _open_split(directory: Path, index: dict[str, Any], split: str) -> list[np.ndarray]:
-    dtype = np.dtype(index["dtype"]).newbyteorder("<")
-    return [
-        np.memmap(directory / shard["file"], dtype=dtype, mode="r")
-        for shard in index["splits"][split]["shards"]
-        if shard["tokens"] > 0
-    ]
-
-
 @DATASETS.register
 def lm_tokens(
     dir: str,
@@ -247,9 +213,9 @@ def lm_tokens(
     the validation tokens evaluated; ``tokenizer`` (default: the one the index names) is what
     exported checkpoints carry."""
     directory = Path(dir)
-    index = _read_index(directory)
-    train = TokenWindows(_open_split(directory, index, "train"), seq_len)
-    val = TokenWindows(_open_split(directory, index, "val"), seq_len, eval_tokens)
+    index = read_index(directory)
+    train = TokenWindows(TokenSplit(directory, "train", index), seq_len)
+    val = TokenWindows(TokenSplit(directory, "val", index), seq_len, eval_tokens)
     for name, split in (("train", train), ("val", val)):
         if len(split) == 0:
             raise ConfigError(

@@ -24,7 +24,7 @@ def _write(directory: Path, shards: dict[str, list[np.ndarray]], vocab: int = 70
             name = f"{split}_{k:05d}.bin"
             array.astype(np.dtype(dtype).newbyteorder("<")).tofile(directory / name)
             entries.append({"file": name, "tokens": len(array), "sha256": ""})
-        splits[split] = {"tokens": sum(len(a) for a in arrays), "shards": entries}
+        splits[split] = {"tokens": sum(len(a) for a in arrays), "documents": 1, "shards": entries}
     index = {
         "format": "kinetics-lm-shards/1",
         "dtype": dtype,
@@ -52,7 +52,7 @@ def test_windows_read_across_shards_in_order(tmp_path: Path) -> None:
         assert torch.equal(targets, torch.from_numpy(tokens[i * 8 + 1 : i * 8 + 9]))
     with pytest.raises(IndexError):
         data.train[len(data.train)]
-    assert len(TokenWindows([tokens], 8, max_tokens=17)) == 2
+    assert len(TokenWindows(data.train.split, 8, max_tokens=17)) == 2
 
 
 def test_too_little_data_for_one_window_is_a_config_error(tmp_path: Path) -> None:
