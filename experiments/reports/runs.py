@@ -200,10 +200,15 @@ def plain(value: Any) -> Any:
 
 
 def stats_cell(values: pd.Series, *, digits: int = 4) -> str:
-    """``mean ± std (n=k)`` of ``values`` (already without NaN); "missing" when empty."""
-    n = len(values)
-    std = float(values.std(ddof=1)) if n > 1 else math.nan
-    return tables.format_ours(float(values.mean()) if n else math.nan, std, n, digits=digits)
+    """``mean ± std (n=k)`` of ``values`` (already without NaN); "missing" when empty.
+
+    The statistics module's exact sums give equal values a std of exactly 0 (pandas' leaves float
+    noise such as 8.5e-18, which :func:`~experiments.reports.common.format_ours` would print)."""
+    numbers = [float(v) for v in values]
+    n = len(numbers)
+    std = statistics.stdev(numbers) if n > 1 else math.nan
+    mean = statistics.fmean(numbers) if n else math.nan
+    return tables.format_ours(mean, std, n, digits=digits)
 
 
 def rate_columns(df: pd.DataFrame) -> list[str]:
