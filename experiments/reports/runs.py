@@ -149,16 +149,23 @@ def collect(runs: Path) -> pd.DataFrame:
 
 
 def config_values(df: pd.DataFrame, key: str) -> str:
-    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none)."""
+    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none).
+
+    An integral float prints as the int it was in config.yaml: pandas turns an int column into
+    floats when another run lacks the key (``n_layer 4``, not ``n_layer 4.0``)."""
     if key not in df or not len(df):
         return tables.MISSING
+    integral = all(
+        isinstance(v, float) and (is_missing(v) or v.is_integer()) for v in df[key]
+    ) and str(df[key].dtype).startswith("float")
     values = []
     for value in df[key]:
-        text = (
-            tables.MISSING
-            if is_missing(value)
-            else str(list(value) if isinstance(value, tuple) else value)
-        )
+        if is_missing(value):
+            text = tables.MISSING
+        elif integral:
+            text = str(int(value))
+        else:
+            text = str(list(value) if isinstance(value, tuple) else value)
         if text not in values:
             values.append(text)
     return " / ".join(values)
