@@ -437,7 +437,7 @@ def test_render_mini_lm_sections_and_sentences(tmp_path: Path) -> None:
     t2 = table_rows(text, "Table 2 stand-in: continued pretraining on the Python docs")
     assert t2["pretrained base (= Table 1 stand-in's vanilla)"][:2] == [
         "61.0 ± 1.0 (n=3)",
-        "n/a (validated on Wikipedia: see Table 1)",
+        "n/a (Table 1 stand-in: trained and validated on Wikipedia)",
     ]
     assert t2["continued KITI"][0] == "37.0 ± 1.0 (n=3)"
     assert t2["continued vanilla vs pretrained base (FAQ answer perplexity)"][2] == "clear gain"
@@ -451,7 +451,7 @@ def test_render_mini_lm_sections_and_sentences(tmp_path: Path) -> None:
     assert rates["continued KITI (Table 2 stand-in)"] == ["missing"]  # no rate logged
 
     claims = _bullets(text, "The papers' claims and what our numbers say")
-    [t1_claim] = [c for c in claims if c.startswith("KITI vs vanilla, 4x256 GPT-2")]
+    [t1_claim] = [c for c in claims if c.startswith("KITI vs vanilla, mini GPT-2")]
     assert "clear gain" in t1_claim and "19 of 20 cells" in t1_claim
     [steps] = [c for c in claims if c.startswith("On the mean curves")]
     # KITI's mean curve is at 100 at step 75, vanilla's final is 101: 25 % fewer steps
@@ -472,7 +472,7 @@ def test_render_mini_lm_sections_and_sentences(tmp_path: Path) -> None:
 
     noisy_text = (tmp_path / "noisy_out" / "README.md").read_text()
     noisy_claims = _bullets(noisy_text, "The papers' claims and what our numbers say")
-    [noisy_t1] = [c for c in noisy_claims if c.startswith("KITI vs vanilla, 4x256 GPT-2")]
+    [noisy_t1] = [c for c in noisy_claims if c.startswith("KITI vs vanilla, mini GPT-2")]
     assert "within noise (2 of 3 seeds gain, 1 lose)" in noisy_t1
     [noisy_steps] = [c for c in noisy_claims if c.startswith("On the mean curves")]
     assert "only at the last evaluation (step 100" in noisy_steps
