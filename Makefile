@@ -15,7 +15,7 @@ export PYTHONHASHSEED ?= 0
 HYDRA_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data table-ko-3 table-kitinet-5 mini-text lm-data mini-lm-data clean
+.PHONY: help venv lock run test test-slow test-all lint format bench figure-ko-fig2 table-kitinet-fc table-kitinet-skip mini-vision table-ko-1 table-ko-45 figure-ko-fig4 table-kitinet-3 table-kitinet-7-resnet table-ko-2 pde-data table-kitinet-4 table-kitinet-6 table-kitinet-7 figure-kitinet-fig2 mini-pde text-data table-ko-3 table-kitinet-5 mini-text lm-data mini-lm-data table-kitinet-1 table-kitinet-2 table-ko-6 mini-lm clean
 
 help:  ## list every target
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -251,6 +251,60 @@ ifneq ($(RENDER_ONLY),1)
 	$(call run_rows,$(MINI_TEXT_ROWS),mini_text)
 endif
 	$(PY) scripts/render.py mini-text --runs multirun/mini_text --out results/mini_text
+
+# --- Language models: KITINet Tables 1-2 and KO Table 6 (GPU-scale: 25-50B tokens per run) and
+# mini-lm (CPU-scale). One experiment file per table row, one sweep dir per row (as table-ko-1).
+# Then scripts/evaluate_lm.py --runs runs lm-eval on the export/ of every finished run without an
+# lm_eval.json (idempotent; also under RENDER_ONLY=1, which skips the training only), then the
+# renderer. lm-eval's benchmark data come from the Hugging Face hub: the first evaluation needs the
+# network, e.g. `make HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 RENDER_ONLY=1 table-kitinet-1`.
+# LM_EVAL_ARGS passes options to evaluate_lm.py, e.g. LM_EVAL_ARGS="--device cuda:0 --batch-size 32".
+DATA_DIR := $(if $(KINETICS_DATA_DIR),$(KINETICS_DATA_DIR),data)
+LM_EVAL_ARGS ?=
+EVALUATE_LM = $(PY) scripts/evaluate_lm.py $(LM_EVAL_ARGS)
+KITINET_TABLE1_ROWS := $(foreach m,small medium large xl,$(foreach v,vanilla kiti,kitinet/table1_gpt2_$(m)_$(v)))
+KITINET_TABLE2_ROWS := kitinet/table2_gpt2_vanilla kitinet/table2_gpt2_kiti
+KO_TABLE6_ROWS := $(foreach m,0_5b 1_5b,$(foreach v,adamw sc,ko/table6_qwen2_$(m)_$(v)))
+
+table-kitinet-1: $(STAMP)  ## KITINet Table 1: GPT-2 small..XL x {vanilla, KITI} from scratch, lm-eval acc / acc_norm vs the paper, GPU-scale, hub data (RENDER_ONLY=1: evaluate + render) -> results/kitinet_table1/
+ifneq ($(RENDER_ONLY),1)
+	$(call run_rows,$(KITINET_TABLE1_ROWS),kitinet_table1)
+endif
+	$(EVALUATE_LM) --runs multirun/kitinet_table1 --tasks table1
+	$(PY) scripts/render.py kitinet-table1 --runs multirun/kitinet_table1 --out results/kitinet_table1
+
+table-kitinet-2: $(STAMP)  ## KITINet Table 2: GPT-2 pretrained further on OpenWebMath, vanilla vs KITI, answer perplexity on GSM8K / MATH / MathQA / OCW, GPU-scale, hub data (RENDER_ONLY=1: evaluate + render) -> results/kitinet_table2/
+ifneq ($(RENDER_ONLY),1)
+	$(call run_rows,$(KITINET_TABLE2_ROWS),kitinet_table2)
+endif
+	$(EVALUATE_LM) --runs multirun/kitinet_table2 --tasks table2
+	$(PY) scripts/render.py kitinet-table2 --runs multirun/kitinet_table2 --out results/kitinet_table2
+
+table-ko-6: $(STAMP)  ## KO Table 6: Qwen2-0.5B / 1.5B from scratch x {AdamW, S.C.}, lm-eval on six benchmarks vs the paper, GPU-scale, hub data (RENDER_ONLY=1: evaluate + render) -> results/ko_table6/
+ifneq ($(RENDER_ONLY),1)
+	$(call run_rows,$(KO_TABLE6_ROWS),ko_table6)
+endif
+	$(EVALUATE_LM) --runs multirun/ko_table6 --tasks ko_table6
+	$(PY) scripts/render.py ko-table6 --runs multirun/ko_table6 --out results/ko_table6
+
+# mini-lm: the Table 1 stand-in and the KO Table 6 one run side by side (one thread each, see
+# configs/experiment/mini/lm_table1.yaml); Table 2's continues from Table 1's vanilla exports. The
+# exports of both GPT-2 sweeps are scored on the Python FAQ's held-out answers.
+MINI_LM_FAQ := $(DATA_DIR)/lm_raw/pydocs/faq_qa.jsonl
+# $(call mini_lm_row,<experiment>): its sweep into multirun/mini_lm/<experiment, "/" -> "_">
+mini_lm_row = $(PY) run.py --multirun experiment=$(1) seed=$(SEEDS) hydra.sweep.dir=multirun/mini_lm/$(subst /,_,$(1)) $(HYDRA_ARGS)
+
+mini-lm: $(STAMP)  ## CPU-scale KITINet Tables 1-2 / KO Table 6 on offline text (make mini-lm-data): 4x256 GPT-2 vanilla / KITI, continued on the Python docs, tiny Qwen2 AdamW / S.C., 3 seeds; validation + FAQ answer perplexity, a sentence per claim (RENDER_ONLY=1) -> results/mini_lm/
+ifneq ($(RENDER_ONLY),1)
+	$(MAKE) -o $(STAMP) mini-lm-data
+	$(call mini_lm_row,mini/lm_table1) & table1=$$!; \
+	$(call mini_lm_row,mini/lm_ko_table6) & ko6=$$!; \
+	status=0; wait $$table1 || status=$$?; wait $$ko6 || status=$$?; exit $$status
+	$(call mini_lm_row,mini/lm_table2)
+endif
+	$(EVALUATE_LM) --runs multirun/mini_lm/mini_lm_table1 --tasks mini --faq-qa $(MINI_LM_FAQ)
+	$(EVALUATE_LM) --runs multirun/mini_lm/mini_lm_table2 --tasks mini --faq-qa $(MINI_LM_FAQ)
+	$(PY) scripts/render.py mini-lm --runs multirun/mini_lm --out results/mini_lm
 
 clean:  ## remove run outputs (keeps .venv and results/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

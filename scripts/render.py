@@ -17,15 +17,19 @@ Usage (from the repository root)::
     python scripts/render.py ko-table3 --runs multirun/ko_table3 --out results/ko_table3
     python scripts/render.py kitinet-table5 --runs multirun/kitinet_table5 --out results/kitinet_table5
     python scripts/render.py mini-text --runs multirun/mini_text --out results/mini_text
+    python scripts/render.py kitinet-table1 --runs multirun/kitinet_table1 --out results/kitinet_table1
+    python scripts/render.py kitinet-table2 --runs multirun/kitinet_table2 --out results/kitinet_table2
+    python scripts/render.py ko-table6 --runs multirun/ko_table6 --out results/ko_table6
+    python scripts/render.py mini-lm --runs multirun/mini_lm --out results/mini_lm
 
-Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``,
-plus ``weights_final.pt`` for heat maps), aggregates over seeds and writes ``README.md`` (and
-figures) into ``--out``, with our numbers beside the paper's from ``results/paper_tables.yaml``.
-Without run directories under ``--runs`` (e.g. ``make RENDER_ONLY=1 ...`` on a fresh clone) the
-committed result in ``--out`` is left byte for byte, or, if there is none, an all-"missing" one is
-written; either way one line on stderr names the runs directory and the command that makes runs,
-and the exit status is 0 (the rule: :mod:`experiments.reports`, applied by
-:func:`experiments.reports.render.render_report`).
+Each subcommand reads every run directory under ``--runs`` (``config.yaml`` + ``summary.json``, plus
+``weights_final.pt`` for heat maps and ``lm_eval.json`` for the LM tables), aggregates over seeds
+and writes ``README.md`` (and figures) into ``--out``, with our numbers beside the paper's from
+``results/paper_tables.yaml``. Without run directories under ``--runs`` (e.g. ``make RENDER_ONLY=1
+...`` on a fresh clone) the committed result in ``--out`` is left byte for byte, or, if there is
+none, an all-"missing" one is written; either way one line on stderr names the runs directory and
+the command that makes runs, and the exit status is 0 (the rule: :mod:`experiments.reports`, applied
+by :func:`experiments.reports.render.render_report`).
 The renderers live in :mod:`experiments.reports`; to add one, write
 ``render_<name>(runs, out, command) -> list[Path]`` there, decorate it with
 ``@REPORTS.register(name="<name>")`` and import its module in ``experiments/reports/all.py``.

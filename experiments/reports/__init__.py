@@ -4,7 +4,7 @@
   (``results/paper_tables.yaml``), markdown and provenance;
 - :mod:`~experiments.reports.runs`: helpers on collected runs shared by the renderers;
 - :mod:`~experiments.reports.ko`, :mod:`~experiments.reports.kitinet`,
-  :mod:`~experiments.reports.pde`, :mod:`~experiments.reports.text`,
+  :mod:`~experiments.reports.pde`, :mod:`~experiments.reports.text`, :mod:`~experiments.reports.lm`,
   :mod:`~experiments.reports.sweep`: the renderers, registered
   with :data:`~experiments.core.registry.REPORTS` under their ``scripts/render.py`` names;
 - :mod:`~experiments.reports.all` imports every renderer module;

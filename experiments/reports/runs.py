@@ -1,18 +1,21 @@
 """Helpers on collected runs that several renderers share.
 
 Canonical names of config values (activations, collision kinds), the watched layer's weights and
-condensation metrics, the ``collision_rate.*`` columns, and the CIFAR runs of KO Table 1 and
-KITINet Table 3. Everything reads run directories only (``config.yaml``, ``summary.json``,
-``weights_final.pt``); nothing here builds a model or imports a domain.
+condensation metrics, the ``collision_rate.*`` columns, the CIFAR runs of KO Table 1 and
+KITINet Table 3, and the paired gains over seeds with their verdict and generated claim sentence
+(:class:`Gain`, :func:`paired_diffs`, :func:`judge_gain`, :func:`claim_sentence`). Everything reads
+run directories only (``config.yaml``, ``summary.json``, ``weights_final.pt``); nothing here builds
+a model or imports a domain.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -23,21 +26,33 @@ from kinetics.metrics import max_offdiag_abs_cos, rho
 
 __all__ = [
     "CIFAR_COLUMNS",
+    "NOISE_RULE",
+    "Gain",
     "activation_name",
+    "as_run",
     "cifar_runs",
+    "claim_sentence",
     "collect",
     "collision_name",
     "config_values",
     "dataset_column",
+    "format_signed",
+    "gain_cell",
     "is_kitinet_run",
     "is_missing",
+    "judge_gain",
     "load_weight",
     "mixed_note",
+    "no_runs_note",
     "ordered",
+    "paired_diffs",
+    "paper_gain",
+    "plain",
     "rate_cell",
     "rate_columns",
     "resnet_label",
     "save_png",
+    "stats_cell",
     "watched_layer",
     "watched_metrics",
 ]
@@ -134,16 +149,23 @@ def collect(runs: Path) -> pd.DataFrame:
 
 
 def config_values(df: pd.DataFrame, key: str) -> str:
-    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none)."""
+    """The distinct values of config ``key`` over the runs, joined by " / " ("missing" if none).
+
+    An integral float prints as the int it was in config.yaml: pandas turns an int column into
+    floats when another run lacks the key (``n_layer 4``, not ``n_layer 4.0``)."""
     if key not in df or not len(df):
         return tables.MISSING
+    integral = all(
+        isinstance(v, float) and (is_missing(v) or v.is_integer()) for v in df[key]
+    ) and str(df[key].dtype).startswith("float")
     values = []
     for value in df[key]:
-        text = (
-            tables.MISSING
-            if is_missing(value)
-            else str(list(value) if isinstance(value, tuple) else value)
-        )
+        if is_missing(value):
+            text = tables.MISSING
+        elif integral:
+            text = str(int(value))
+        else:
+            text = str(list(value) if isinstance(value, tuple) else value)
         if text not in values:
             values.append(text)
     return " / ".join(values)
@@ -160,6 +182,40 @@ def mixed_note(df: pd.DataFrame, by: Sequence[str]) -> str:
         *(f"- {' / '.join(map(str, key))}: {', '.join(keys)}" for key, keys in mixed.items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def as_run(df: pd.DataFrame, keys: Mapping[str, str]) -> str:
+    """``label value(s); ...`` of config keys as the runs recorded them ("no runs" without)."""
+    if not len(df):
+        return "no runs"
+    return "; ".join(f"{label} {config_values(df, key)}" for label, key in keys.items())
+
+
+def no_runs_note(df: pd.DataFrame, runs: Path) -> str:
+    """A paragraph saying that ``runs`` holds no run directories ("" when there are runs)."""
+    if len(df):
+        return ""
+    return (
+        f'**No run directories under `{runs}`**: every cell of ours is "missing".\n'
+        "Run the Make target without `RENDER_ONLY=1` to fill them.\n"
+    )
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (JSON writes no numpy types)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def stats_cell(values: pd.Series, *, digits: int = 4) -> str:
+    """``mean ± std (n=k)`` of ``values`` (already without NaN); "missing" when empty.
+
+    The statistics module's exact sums give equal values a std of exactly 0 (pandas' leaves float
+    noise such as 8.5e-18, which :func:`~experiments.reports.common.format_ours` would print)."""
+    numbers = [float(v) for v in values]
+    n = len(numbers)
+    std = statistics.stdev(numbers) if n > 1 else math.nan
+    mean = statistics.fmean(numbers) if n else math.nan
+    return tables.format_ours(mean, std, n, digits=digits)
 
 
 def rate_columns(df: pd.DataFrame) -> list[str]:
@@ -225,3 +281,133 @@ def save_png(fig: Any, path: Path, provenance: str, *, dpi: int = 120) -> None:
         lambda f: fig.savefig(f, format="png", dpi=dpi, metadata={"Description": provenance}),
         "wb",
     )
+
+
+# --------------------------------------------------------------------------- gains and sentences
+
+NOISE_RULE = (
+    "A gain is **clear** when every seed's paired difference has the same sign and their mean is "
+    "more than two standard errors (2 · std / √n) from 0; otherwise it is **within noise**. One "
+    "seed gives no spread and no verdict."
+)
+
+
+class Gain(NamedTuple):
+    """Paired differences (other − baseline, per seed run in both) and what they say."""
+
+    mean: float
+    std: float
+    n: int
+    verdict: str  # "clear gain", "clear loss", "within noise", "one seed", "missing"
+    reason: str  # why, in words computed from the numbers
+
+    @property
+    def two_se(self) -> float:
+        return 2.0 * self.std / math.sqrt(self.n) if self.n > 1 else math.nan
+
+
+def paired_diffs(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> list[float]:
+    """``other − base`` of ``metric`` for each seed present (with a value) in both, by seed."""
+    a = base[base[metric].notna()].groupby("seed")[metric].mean()
+    b = other[other[metric].notna()].groupby("seed")[metric].mean()
+    both = sorted(a.index.intersection(b.index))
+    return [float(b[s] - a[s]) for s in both]
+
+
+def judge_gain(diffs: Sequence[float]) -> Gain:
+    """The verdict on paired differences, by :data:`NOISE_RULE` (positive = a gain)."""
+    n = len(diffs)
+    if not n:
+        return Gain(math.nan, math.nan, 0, "missing", "no seed was run in both rows")
+    mean = statistics.fmean(diffs)
+    if n == 1:
+        return Gain(mean, math.nan, 1, "one seed", "one seed gives no spread")
+    std = statistics.stdev(diffs)
+    two_se = 2.0 * std / math.sqrt(n)
+    same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+    if same_sign and abs(mean) > two_se:
+        verdict = "clear gain" if mean > 0 else "clear loss"
+        every = "gains" if mean > 0 else "loses"
+        return Gain(mean, std, n, verdict, f"every seed {every}, |mean| > 2 SE = {two_se:.2f}")
+    if not any(diffs):
+        reason = "no seed differs"
+    elif not same_sign:
+        up, down = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+        ties = n - up - down
+        reason = f"{up} of {n} seeds gain, {down} lose" + (f", {ties} tie" if ties else "")
+    else:
+        reason = f"|mean| ≤ 2 SE = {two_se:.2f}"
+    return Gain(mean, std, n, "within noise", reason)
+
+
+def format_signed(value: float) -> str:
+    """A difference, signed, 2 decimals (rounding noise is "+0.00", not "-0.00")."""
+    text = f"{value:+.2f}"
+    return "+0.00" if text == "-0.00" else text
+
+
+def gain_cell(gain: Gain) -> str:
+    """``+0.30 ± 0.52 (n=3)``: the paired mean gain and its std; "missing" without."""
+    if gain.n == 0:
+        return tables.MISSING
+    if gain.n == 1:
+        return f"{format_signed(gain.mean)} ± {tables.NOT_APPLICABLE} (n=1)"
+    return f"{format_signed(gain.mean)} ± {gain.std:.2f} (n={gain.n})"
+
+
+def paper_gain(
+    paper: Mapping[str, Any], name: str, table: str, base: str, row: str, column: str
+) -> float | None:
+    """The paper's ``row − base`` in ``column`` (None when either cell is absent)."""
+    a = tables.paper_value(name, table, base, column, tables=paper)
+    b = tables.paper_value(name, table, row, column, tables=paper)
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return None
+    return round(float(b) - float(a), 6)
+
+
+def claim_sentence(
+    subject: str,
+    gain: Gain,
+    paper_gain: float | None,
+    paper_where: str | None,
+    *,
+    unit: str = "points",
+) -> str:
+    """One sentence on a claim, every word chosen from the numbers.
+
+    ``subject`` names the comparison ("S.C. vs AdamW on sentiment (final accuracy)"), ``gain``
+    is ours (:func:`judge_gain`), ``paper_gain`` the paper's difference of the corresponding
+    cells in ``unit`` (e.g. "points", or "%" for a relative change) and ``paper_where`` where it
+    comes from (None: the paper has no such cell).
+    """
+    if gain.n == 0:
+        ours = f"{subject}: missing ({gain.reason})"
+    elif gain.n == 1:
+        ours = f"{subject}: {format_signed(gain.mean)} {unit} from one seed: no spread, no verdict"
+    else:
+        ours = (
+            f"{subject}: {format_signed(gain.mean)} ± {gain.std:.2f} {unit} over {gain.n} seeds "
+            f"(paired by seed): {gain.verdict} ({gain.reason})"
+        )
+    if paper_gain is None:
+        where = f" ({paper_where})" if paper_where else ""
+        return f"{ours}; the paper has no number to compare{where}."
+    theirs = f"the paper's {format_signed(paper_gain)} ({paper_where})"
+    if gain.verdict in ("missing", "one seed"):
+        return f"{ours}; {theirs} is not tested here."
+    if gain.verdict == "within noise":
+        if abs(paper_gain) < gain.two_se:
+            return (
+                f"{ours}; {theirs} is smaller than this run's resolution (2 SE = "
+                f"{gain.two_se:.2f} {unit}): neither confirmed nor refuted at this scale."
+            )
+        return f"{ours}; {theirs} is not replicated at this scale."
+    ours_sign = 1 if gain.verdict == "clear gain" else -1
+    paper_sign = (paper_gain > 0) - (paper_gain < 0)
+    if paper_sign == 0:
+        return f"{ours}; the paper shows no difference ({paper_where})."
+    if ours_sign == paper_sign:
+        size = "larger" if abs(gain.mean) > abs(paper_gain) else "smaller"
+        return f"{ours}; same sign as {theirs}, {size} in size at this scale."
+    return f"{ours}; opposite to {theirs}."

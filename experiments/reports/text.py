@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pandas as pd
 
@@ -29,20 +28,28 @@ from experiments.core.io import atomic_write_json
 from experiments.core.registry import REPORTS
 from experiments.reports import common as tables
 from experiments.reports.runs import (
+    NOISE_RULE,
+    Gain,
+    as_run,
+    claim_sentence,
     collect,
     collision_name,
     config_values,
+    format_signed,
+    gain_cell,
     is_missing,
+    judge_gain,
     mixed_note,
+    no_runs_note,
     ordered,
+    paired_diffs,
+    paper_gain,
+    plain,
     rate_columns,
+    stats_cell,
 )
 
 __all__ = [
-    "Gain",
-    "claim_sentence",
-    "judge_gain",
-    "paired_diffs",
     "render_kitinet_table5",
     "render_ko_table3",
     "render_mini_text",
@@ -66,11 +73,6 @@ ACCURACY_NOTE = (
     "training epochs (epoch 0, the model before fine-tuning, excluded). The papers do not say "
     "which one they print: **the paper column is compared with the final one**, and every gain "
     "below uses the final one."
-)
-NOISE_RULE = (
-    "A gain is **clear** when every seed's paired difference has the same sign and their mean is "
-    "more than two standard errors (2 · std / √n) from 0; otherwise it is **within noise**. One "
-    "seed gives no spread and no verdict."
 )
 
 
@@ -158,124 +160,6 @@ def text_runs(runs: Path) -> pd.DataFrame:
     return df
 
 
-# --------------------------------------------------------------------------- gains and sentences
-
-
-class Gain(NamedTuple):
-    """Paired differences (other − baseline, per seed run in both) and what they say."""
-
-    mean: float
-    std: float
-    n: int
-    verdict: str  # "clear gain", "clear loss", "within noise", "one seed", "missing"
-    reason: str  # why, in words computed from the numbers
-
-    @property
-    def two_se(self) -> float:
-        return 2.0 * self.std / math.sqrt(self.n) if self.n > 1 else math.nan
-
-
-def paired_diffs(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> list[float]:
-    """``other − base`` of ``metric`` for each seed present (with a value) in both, by seed."""
-    a = base[base[metric].notna()].groupby("seed")[metric].mean()
-    b = other[other[metric].notna()].groupby("seed")[metric].mean()
-    both = sorted(a.index.intersection(b.index))
-    return [float(b[s] - a[s]) for s in both]
-
-
-def judge_gain(diffs: Sequence[float]) -> Gain:
-    """The verdict on paired differences, by :data:`NOISE_RULE`."""
-    n = len(diffs)
-    if not n:
-        return Gain(math.nan, math.nan, 0, "missing", "no seed was run in both rows")
-    mean = statistics.fmean(diffs)
-    if n == 1:
-        return Gain(mean, math.nan, 1, "one seed", "one seed gives no spread")
-    std = statistics.stdev(diffs)
-    two_se = 2.0 * std / math.sqrt(n)
-    same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-    if same_sign and abs(mean) > two_se:
-        verdict = "clear gain" if mean > 0 else "clear loss"
-        every = "gains" if mean > 0 else "loses"
-        return Gain(mean, std, n, verdict, f"every seed {every}, |mean| > 2 SE = {two_se:.2f}")
-    if not any(diffs):
-        reason = "no seed differs"
-    elif not same_sign:
-        up, down = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-        ties = n - up - down
-        reason = f"{up} of {n} seeds gain, {down} lose" + (f", {ties} tie" if ties else "")
-    else:
-        reason = f"|mean| ≤ 2 SE = {two_se:.2f}"
-    return Gain(mean, std, n, "within noise", reason)
-
-
-def _points(value: float) -> str:
-    """A difference in points, signed, 2 decimals (rounding noise is "+0.00", not "-0.00")."""
-    text = f"{value:+.2f}"
-    return "+0.00" if text == "-0.00" else text
-
-
-def gain_cell(gain: Gain) -> str:
-    """``+0.30 ± 0.52 (n=3)``: the paired mean gain and its std in points; "missing" without."""
-    if gain.n == 0:
-        return tables.MISSING
-    if gain.n == 1:
-        return f"{_points(gain.mean)} ± {tables.NOT_APPLICABLE} (n=1)"
-    return f"{_points(gain.mean)} ± {gain.std:.2f} (n={gain.n})"
-
-
-def _paper_gain(
-    paper: Mapping[str, Any], name: str, table: str, base: str, row: str, column: str
-) -> float | None:
-    """The paper's ``row − base`` in ``column`` (None when either cell is absent)."""
-    a = tables.paper_value(name, table, base, column, tables=paper)
-    b = tables.paper_value(name, table, row, column, tables=paper)
-    if not isinstance(a, int | float) or not isinstance(b, int | float):
-        return None
-    return round(float(b) - float(a), 6)
-
-
-def claim_sentence(
-    subject: str, gain: Gain, paper_gain: float | None, paper_where: str | None
-) -> str:
-    """One sentence on a claim, every word chosen from the numbers.
-
-    ``subject`` names the comparison ("S.C. vs AdamW on sentiment (final accuracy)"), ``gain``
-    is ours (:func:`judge_gain`), ``paper_gain`` the paper's difference of the corresponding
-    cells in points and ``paper_where`` where it comes from (None: the paper has no such cell).
-    """
-    if gain.n == 0:
-        ours = f"{subject}: missing ({gain.reason})"
-    elif gain.n == 1:
-        ours = f"{subject}: {_points(gain.mean)} points from one seed: no spread, no verdict"
-    else:
-        ours = (
-            f"{subject}: {_points(gain.mean)} ± {gain.std:.2f} points over {gain.n} seeds "
-            f"(paired by seed): {gain.verdict} ({gain.reason})"
-        )
-    if paper_gain is None:
-        where = f" ({paper_where})" if paper_where else ""
-        return f"{ours}; the paper has no number to compare{where}."
-    theirs = f"the paper's {_points(paper_gain)} ({paper_where})"
-    if gain.verdict in ("missing", "one seed"):
-        return f"{ours}; {theirs} is not tested here."
-    if gain.verdict == "within noise":
-        if abs(paper_gain) < gain.two_se:
-            return (
-                f"{ours}; {theirs} is smaller than this run's resolution (2 SE = "
-                f"{gain.two_se:.2f} points): neither confirmed nor refuted at this scale."
-            )
-        return f"{ours}; {theirs} is not replicated at this scale."
-    ours_sign = 1 if gain.verdict == "clear gain" else -1
-    paper_sign = (paper_gain > 0) - (paper_gain < 0)
-    if paper_sign == 0:
-        return f"{ours}; the paper shows no difference ({paper_where})."
-    if ours_sign == paper_sign:
-        size = "larger" if abs(gain.mean) > abs(paper_gain) else "smaller"
-        return f"{ours}; same sign as {theirs}, {size} in size at this scale."
-    return f"{ours}; opposite to {theirs}."
-
-
 # --------------------------------------------------------------------------- shared sections
 
 
@@ -302,18 +186,12 @@ def _rate_rows(df: pd.DataFrame, by: Sequence[str], label: Mapping[tuple, str]) 
                 [
                     label.get(key, " / ".join(map(str, key))),
                     f"`{site.removeprefix('collision_rate.')}`",
-                    _stats_cell(final),
-                    _stats_cell(means),
+                    stats_cell(final),
+                    stats_cell(means),
                     tables.format_number(peaks.max() if len(peaks) else math.nan),
                 ]
             )
     return rows
-
-
-def _stats_cell(values: pd.Series) -> str:
-    n = len(values)
-    std = float(values.std(ddof=1)) if n > 1 else math.nan
-    return tables.format_ours(float(values.mean()) if n else math.nan, std, n)
 
 
 RATE_HEADERS = ["row", "module", "final epoch", "mean over epochs", "max over epochs"]
@@ -329,22 +207,6 @@ def _rate_section(df: pd.DataFrame, by: Sequence[str], label: Mapping[tuple, str
     if not rows:
         return "No run logged a `collision_rate.*` metric: **missing** (no H.C. or KITI run yet)."
     return f"{RATE_NOTE}\n\n{tables.markdown_table(RATE_HEADERS, rows)}"
-
-
-def _no_runs_note(df: pd.DataFrame, runs: Path) -> str:
-    if len(df):
-        return ""
-    return (
-        f'**No run directories under `{runs}`**: every cell of ours is "missing".\n'
-        "Run the Make target without `RENDER_ONLY=1` to fill them.\n"
-    )
-
-
-def _as_run(df: pd.DataFrame, keys: Mapping[str, str]) -> str:
-    """``label value(s); ...`` of config keys as the runs recorded them."""
-    if not len(df):
-        return "no runs"
-    return "; ".join(f"{label} {config_values(df, key)}" for label, key in keys.items())
 
 
 # --------------------------------------------------------------------------- KO Table 3
@@ -421,12 +283,12 @@ def render_ko_table3(runs: Path, out: Path, command: str) -> list[Path]:
                     gain = judge_gain(
                         paired_diffs(base[base["data"] == d], other[other["data"] == d], "acc")
                     )
-                    theirs = _paper_gain(
+                    theirs = paper_gain(
                         paper, "ko", "table3", f"{_ko_label(model)}+{baseline}", row, column[d]
                     )
                     gains += [
                         gain_cell(gain),
-                        tables.MISSING if theirs is None else _points(theirs),
+                        tables.MISSING if theirs is None else format_signed(theirs),
                         gain.verdict,
                     ]
             acc_rows.append(cells)
@@ -454,17 +316,17 @@ def render_ko_table3(runs: Path, out: Path, command: str) -> list[Path]:
         for v in variants
         for d in data
     }
-    as_run = _as_run(df, KO_TABLE3_AS_RUN)
+    settings_as_run = as_run(df, KO_TABLE3_AS_RUN)
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""{KO_TABLE3_SETTING}
-Values as run: {as_run}.
+Values as run: {settings_as_run}.
 
 Cells: test accuracy in %, mean ± std over seeds (n = runs); the paper prints one number per cell.
 {ACCURACY_NOTE} "missing" = no run produced that cell.
 
 {KO_TABLE3_NOTES}
 
-{_no_runs_note(df, runs)}
+{no_runs_note(df, runs)}
 ## Test accuracy (%)
 
 {tables.markdown_table(acc_headers, acc_rows)}
@@ -549,7 +411,7 @@ def render_kitinet_table5(runs: Path, out: Path, command: str) -> list[Path]:
             gain = judge_gain(
                 paired_diffs(cell[cell["variant"] == VANILLA], cell[cell["variant"] == KITI], "acc")
             )
-            theirs = _paper_gain(
+            theirs = paper_gain(
                 paper,
                 "kitinet",
                 "table5",
@@ -559,7 +421,7 @@ def render_kitinet_table5(runs: Path, out: Path, command: str) -> list[Path]:
             )
             gains += [
                 gain_cell(gain),
-                tables.MISSING if theirs is None else _points(theirs),
+                tables.MISSING if theirs is None else format_signed(theirs),
                 gain.verdict,
             ]
         gain_rows.append(gains)
@@ -575,16 +437,18 @@ def render_kitinet_table5(runs: Path, out: Path, command: str) -> list[Path]:
         for v in (VANILLA, KITI)
         for d in data
     }
-    as_run = _as_run(df, {**KO_TABLE3_AS_RUN, "collision_heads": "collision.collision_heads"})
+    settings_as_run = as_run(
+        df, {**KO_TABLE3_AS_RUN, "collision_heads": "collision.collision_heads"}
+    )
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""{KITINET_TABLE5_SETTING}
-Values as run: {as_run}.
+Values as run: {settings_as_run}.
 
 Cells: test accuracy in %, mean ± std over seeds (n = runs); the paper prints one number per cell.
 {ACCURACY_NOTE} "missing" = no run produced that cell. SNLI and IMDb come from the Hugging Face
 hub (cached in `<data_dir>/hf_cache`): these rows need network access once, and a GPU.
 
-{_no_runs_note(df, runs)}
+{no_runs_note(df, runs)}
 ## Test accuracy (%)
 
 {tables.markdown_table(acc_headers, acc_rows)}
@@ -676,11 +540,6 @@ _MINI_RUN_KEYS = (
 )
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (JSON writes no numpy types)."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def _mini_runs(runs: Path) -> pd.DataFrame:
     df = text_runs(runs)
     df["task"] = df["data"].map(lambda d: MINI_TEXT_TASKS.get(d, d))
@@ -727,7 +586,7 @@ def _mini_claims(df: pd.DataFrame, paper: Mapping[str, Any], variants: Sequence[
             source = MINI_TEXT_PAPER.get((variant, task)) if metric == "acc" else None
             if source is not None:
                 name, table, base, row, column, where = source
-                theirs = _paper_gain(paper, name, table, base, row, column)
+                theirs = paper_gain(paper, name, table, base, row, column)
             else:
                 theirs = None
                 where = (
@@ -844,7 +703,7 @@ stays GPU-only (`make table-kitinet-5`, which downloads it once). Cells: mean ±
 (n = runs), in %. {ACCURACY_NOTE} Sum of the runs' wall times:
 {wall_minutes}.
 
-{_no_runs_note(df, runs)}
+{no_runs_note(df, runs)}
 ## Accuracy and macro-F1 (%)
 
 {tables.markdown_table(acc_headers, acc_rows)}
@@ -882,7 +741,7 @@ the papers' differences are those of their corresponding cells.
         record: dict[str, Any] = {"run_dir": str(run["run_dir"])}
         for key in (*_MINI_RUN_KEYS, *rate_columns(df)):
             value = run.get(key)
-            record[key] = None if is_missing(value) else _plain(value)
+            record[key] = None if is_missing(value) else plain(value)
         records.append(record)
     atomic_write_json(summary, records)
     return [readme, summary]

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from helpers import render, render_cli, table_rows, write_run
 
-from experiments.reports.text import claim_sentence, judge_gain, text_data_key
+from experiments.reports.runs import claim_sentence, judge_gain
+from experiments.reports.text import text_data_key
 
 KITI_SITE = "collision_rate.bert.encoder.layer.11.attention.output.kitinet_attn"
 MINI_KITI_SITE = "collision_rate.bert.encoder.layer.5.attention.output.kitinet_attn"
