@@ -57,6 +57,7 @@ def test_bare_run_writes_every_file(tmp_path: Path) -> None:
         "epoch_time",
         "peak_memory_mb",
         "throughput",
+        "flops_per_s",
         "rho.fc1",
         "max_cos.fc1",
         "collision_rate.fc1",
