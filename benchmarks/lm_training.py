@@ -11,13 +11,15 @@ see the same batch sequence (train windows in a fixed random order) with the sam
 
 1. **Loop overhead**: N optimizer steps through :func:`experiments.engine.loop.fit` (with the
    callbacks a run gets, :func:`experiments.runner.build_callbacks`; progress off) against a bare
-   loop written here (forward, loss, backward, ``clip_grad_norm_``, AdamW step, ``zero_grad``) on
-   the same N batches, in shuffled interleaved rounds. Ours is timed by the loop's own Throughput
-   record (its interval: from after the initial evaluation to the last step, so neither
-   evaluation counts); ratio of tokens/s, target >= 0.97. Both loops end with bitwise equal weights
-   (checked): they did the same work. **Direct**: the same two loops on a tiny GPT-2 whose step
-   takes about a millisecond; their per-step difference is the loop's bookkeeping, which is then
-   set against the bare GPT-2 step.
+   loop written here (``zero_grad``, forward, loss, backward, ``clip_grad_norm_``, AdamW step, the
+   order ``fit`` uses) on the same N batches, in shuffled interleaved rounds. Ours is timed by the
+   loop's own Throughput record (its interval runs from after the initial evaluation to the last
+   step; the bare runs get the same untimed eval forward first); ratio of tokens/s, target >=
+   0.97. All loops end with bitwise equal weights (checked): they did the same work. For
+   information, the bare loop with ``zero_grad`` after the optimizer step: the same arithmetic
+   with the gradients freed at another point, measured a few % slower here. **Direct**: ours and the bare loop on a tiny
+   GPT-2 whose step takes milliseconds; their per-step difference is the loop's bookkeeping, set
+   against the bare GPT-2 step.
 2. **KITI-GPT-2** (KITINet replacing the residual after attention in every block, collision_heads
    4, coll_coef 0.5) against GPT-2: the training step ratio (target <= 1.05) and each site's
    collision rate over the timed steps; **direct**: the KITINet modules called alone (forward +
@@ -151,22 +153,37 @@ def _adamw(cfg: Config, model: nn.Module) -> torch.optim.AdamW:
     )
 
 
-def _step(cfg: Config, model: nn.Module, optimizer: Any, inputs: Tensor, targets: Tensor) -> None:
-    """The bare training step: forward, loss, backward, clip, optimizer step, zero_grad."""
+def _step(
+    cfg: Config,
+    model: nn.Module,
+    optimizer: Any,
+    inputs: Tensor,
+    targets: Tensor,
+    zero_grad_last: bool = False,
+) -> None:
+    """The bare training step: zero_grad, forward, loss, backward, clip, optimizer step (the
+    order ``fit`` uses); ``zero_grad_last``: zero_grad after the step instead."""
+    if not zero_grad_last:
+        optimizer.zero_grad(set_to_none=True)
     logits = model(inputs).logits
     F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
     nn.utils.clip_grad_norm_(model.parameters(), cfg.lm_grad_clip)
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    if zero_grad_last:
+        optimizer.zero_grad(set_to_none=True)
 
 
 # --------------------------------------------------------------------------------------------
 # 1. loop overhead
 
+# The loops compared: ours (fit), the bare loop, and for information the bare loop with
+# zero_grad after the optimizer step (an order that changes how the allocator reuses memory).
+_LOOPS = ("ours", "bare", "bare_zero_grad_last")
+
 
 @dataclass
 class _Loop:
-    """One of the two loops under comparison: its model, optimizer, batches and runs so far."""
+    """One of the loops under comparison: its model, optimizer, batches and runs so far."""
 
     model: nn.Module
     optimizer: Any
@@ -175,19 +192,31 @@ class _Loop:
     runs: int = 0
 
     def next_batches(self) -> list[tuple[Tensor, Tensor]]:
-        """Run r's ``steps`` batches; seeds the dropout masks alike for both loops' run r."""
+        """Run r's ``steps`` batches; seeds the dropout masks alike for every loop's run r."""
         first = self.runs * self.steps
         self.runs += 1
         torch.manual_seed(self.runs)
         return [self.batches(first + i) for i in range(self.steps)]
 
 
-def _bare_run(cfg: Config, loop: _Loop) -> float:
-    """Seconds of ``loop.steps`` bare steps."""
+@torch.no_grad()
+def _eval_forward(model: nn.Module, inputs: Tensor) -> None:
+    """One eval-mode forward (as an evaluation makes), back in train mode after."""
+    model.eval()
+    try:
+        model(inputs)
+    finally:
+        model.train()
+
+
+def _bare_run(cfg: Config, loop: _Loop, zero_grad_last: bool = False) -> float:
+    """Seconds of ``loop.steps`` bare steps, after (untimed) the one-batch eval forward that
+    ``fit``'s initial record makes before its timed interval: both start in the same state."""
     batches = loop.next_batches()
+    _eval_forward(loop.model, batches[0][0])
     start = time.perf_counter()
     for inputs, targets in batches:
-        _step(cfg, loop.model, loop.optimizer, inputs, targets)
+        _step(cfg, loop.model, loop.optimizer, inputs, targets, zero_grad_last)
     return time.perf_counter() - start
 
 
@@ -225,78 +254,78 @@ def _fit_run(cfg: Config, loop: _Loop, task: Any) -> float:
     return tokens / result.final["throughput"]
 
 
-def _time_loops(cfg: Config, model: nn.Module, data: Any, batch: int, steps: int) -> dict:
-    """Interleaved runs of ``fit`` and the bare loop, each on its own copy of ``model``."""
+def _time_loops(
+    cfg: Config, model: nn.Module, data: Any, batch: int, steps: int, names: tuple[str, ...]
+) -> dict[str, Any]:
+    """Interleaved runs of the loops ``names``, each on its own copy of ``model``; whether they
+    all end with bitwise equal weights."""
     loops = {
-        name: _Loop(copy.deepcopy(model), None, _batches(data, batch), steps)
-        for name in ("ours", "bare")
+        name: _Loop(copy.deepcopy(model), None, _batches(data, batch), steps) for name in names
     }
     for loop in loops.values():
         loop.optimizer = _adamw(cfg, loop.model)
-    samples = time_rounds(
-        {
-            "ours": functools.partial(_fit_run, cfg, loops["ours"], data),
-            "bare": functools.partial(_bare_run, cfg, loops["bare"]),
-        },
-        warmup=1,
-        rounds=cfg.lm_loop_rounds,
-        shuffle=True,
-    )
+    runs: dict[str, Callable[[], float]] = {
+        "ours": functools.partial(_fit_run, cfg, loops["ours"], data),
+        "bare": functools.partial(_bare_run, cfg, loops["bare"]),
+    }
+    if "bare_zero_grad_last" in loops:
+        runs["bare_zero_grad_last"] = functools.partial(
+            _bare_run, cfg, loops["bare_zero_grad_last"], zero_grad_last=True
+        )
+    samples = time_rounds(runs, warmup=1, rounds=cfg.lm_loop_rounds, shuffle=True)
+    reference = list(loops["ours"].model.parameters())
     same = all(
         torch.equal(a, b)
-        for a, b in zip(
-            loops["ours"].model.parameters(), loops["bare"].model.parameters(), strict=True
-        )
+        for loop in loops.values()
+        for a, b in zip(reference, loop.model.parameters(), strict=True)
     )
     return {"samples": samples, "same_weights": same}
 
 
+def _tiny_overhead(cfg: Config, tiny_data: Any) -> dict[str, Any]:
+    """The loops' per-step difference on the tiny GPT-2: the loop's bookkeeping."""
+    config = {**_TINY_GPT2, "n_positions": cfg.lm_tiny_seq}
+    model = _model("gpt2", config, tiny_data)
+    timed = _time_loops(
+        cfg, model, tiny_data, cfg.lm_tiny_batch, cfg.lm_tiny_steps, ("ours", "bare")
+    )
+    ours, bare = timed["samples"]["ours"], timed["samples"]["bare"]
+    per_step = [(a - b) / cfg.lm_tiny_steps for a, b in zip(ours, bare, strict=True)]
+    return {
+        "config": config,
+        "batch": cfg.lm_tiny_batch,
+        "seq_len": cfg.lm_tiny_seq,
+        "steps_per_run": cfg.lm_tiny_steps,
+        "run_s": {name: summary(values) for name, values in timed["samples"].items()},
+        "overhead_per_step_s": summary(per_step),
+        "same_weights": timed["same_weights"],
+    }
+
+
 def _loop_overhead(cfg: Config, data: Any, tiny_data: Any) -> dict[str, Any]:
-    """Tokens/s of ``fit`` and of the bare loop on the mini-lm GPT-2, their ratio, and the
+    """Tokens/s of ``fit`` and of the bare loops on the mini-lm GPT-2, the ratios, and the
     direct estimate from the tiny GPT-2."""
     tokens = cfg.lm_batch * cfg.lm_seq * cfg.lm_loop_steps
-    gpt2 = _time_loops(
-        cfg, _model("gpt2", _gpt2_config(cfg), data), data, cfg.lm_batch, cfg.lm_loop_steps
-    )
-    tiny_config = {**_TINY_GPT2, "n_positions": cfg.lm_tiny_seq}
-    tiny = _time_loops(
-        cfg,
-        _model("gpt2", tiny_config, tiny_data),
-        tiny_data,
-        cfg.lm_tiny_batch,
-        cfg.lm_tiny_steps,
-    )
-    ours, bare = gpt2["samples"]["ours"], gpt2["samples"]["bare"]
-    per_step = [
-        (a - b) / cfg.lm_tiny_steps
-        for a, b in zip(tiny["samples"]["ours"], tiny["samples"]["bare"], strict=True)
-    ]
-    bare_step = statistics.median(bare) / cfg.lm_loop_steps
-    overhead = statistics.median(per_step)
-    ratio = paired_ratio(bare, ours)  # tokens/s of ours over bare = bare time / our time
-    direct = 1.0 / (1.0 + overhead / bare_step)
+    model = _model("gpt2", _gpt2_config(cfg), data)
+    gpt2 = _time_loops(cfg, model, data, cfg.lm_batch, cfg.lm_loop_steps, _LOOPS)
+    samples = gpt2["samples"]
+    tiny = _tiny_overhead(cfg, tiny_data)
+    bare_step = statistics.median(samples["bare"]) / cfg.lm_loop_steps
+    direct = 1.0 / (1.0 + tiny["overhead_per_step_s"]["median"] / bare_step)
+    # tokens/s of a loop over the bare loop's = the bare loop's time over its time
+    ratio = paired_ratio(samples["bare"], samples["ours"])
     return {
         "steps_per_run": cfg.lm_loop_steps,
         "rounds": cfg.lm_loop_rounds,
         "tokens_per_run": tokens,
-        "run_s": {"ours": summary(ours), "bare": summary(bare)},
-        "tokens_per_s": {
-            "ours": tokens / statistics.median(ours),
-            "bare": tokens / statistics.median(bare),
-        },
+        "run_s": {name: summary(values) for name, values in samples.items()},
+        "tokens_per_s": {name: tokens / statistics.median(v) for name, v in samples.items()},
         "tokens_per_s_ratio": ratio,
+        "zero_grad_last_ratio": paired_ratio(samples["bare"], samples["bare_zero_grad_last"]),
         "target": cfg.lm_loop_target,
         "within_target": ratio["median"] >= cfg.lm_loop_target,
         "same_weights": gpt2["same_weights"],
-        "tiny": {
-            "config": tiny_config,
-            "batch": cfg.lm_tiny_batch,
-            "seq_len": cfg.lm_tiny_seq,
-            "steps_per_run": cfg.lm_tiny_steps,
-            "run_s": {name: summary(values) for name, values in tiny["samples"].items()},
-            "overhead_per_step_s": summary(per_step),
-            "same_weights": tiny["same_weights"],
-        },
+        "tiny": tiny,
         "direct_ratio": direct,
         "direct_within_target": direct >= cfg.lm_loop_target,
     }
@@ -427,33 +456,40 @@ def _capture(model: nn.Module, sites: dict[str, nn.Module], inputs: Tensor) -> d
 def _kitinet_direct(
     cfg: Config, variant: _Variant, inputs: Tensor, step_s: float
 ) -> dict[str, Any]:
-    """Every KITINet module called alone (forward + backward, train mode) on the inputs the
-    model gives it, against ``x + v`` on the same: the difference over the vanilla step."""
+    """Each KITINet module called alone (forward + backward, train mode) on the inputs the model
+    gives it, and ``x + v`` on all of them: the modules' sum minus the additions over the vanilla
+    step ``step_s``."""
     captured = _capture(variant.model, variant.sites, inputs)
-    pairs = [(x.requires_grad_(), v.requires_grad_()) for x, v in captured.values()]
-    modules = list(variant.sites.values())
+    pairs = {name: (x.requires_grad_(), v.requires_grad_()) for name, (x, v) in captured.items()}
 
-    def run(kitinet: bool) -> None:
-        for module, (x, v) in zip(modules, pairs, strict=True):
-            x.grad = v.grad = None
-            out = module(x, v) if kitinet else torch.add(x, v)
-            out.backward(torch.ones_like(out))
+    def call(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, v: Tensor) -> None:
+        x.grad = v.grad = None
+        out = fn(x, v)
+        out.backward(torch.ones_like(out))
 
+    def add_all() -> None:
+        for x, v in pairs.values():
+            call(torch.add, x, v)
+
+    fns: dict[str, Callable[[], object]] = {
+        name: functools.partial(call, module, *pairs[name])
+        for name, module in variant.sites.items()
+    }
     samples = time_interleaved(
-        {"kitinet": functools.partial(run, True), "add": functools.partial(run, False)},
+        {**fns, "add": add_all},
         repeats=max(5, cfg.repeats),
         warmup=2,
         sample_seconds=cfg.sample_seconds,
         shuffle=True,
     )
     with torch.no_grad():  # each module's rate at these inputs
-        for module, (x, v) in zip(modules, pairs, strict=True):
-            module(x, v)
+        for name, module in variant.sites.items():
+            module(*pairs[name])
     rates = {name: float(m.last_collision_rate) for name, m in variant.sites.items()}
-    for module in modules:
+    for module in variant.sites.values():
         module.last_collision_rate = None
-    extra = statistics.median(samples["kitinet"]) - statistics.median(samples["add"])
-    fraction = extra / step_s
+    kitinet = sum(statistics.median(samples[name]) for name in variant.sites)
+    fraction = (kitinet - statistics.median(samples["add"])) / step_s
     return {
         "calls_s": {name: summary(values) for name, values in samples.items()},
         "call_collision_rates": rates,
@@ -504,6 +540,7 @@ def _collision_direct(cfg: Config, variant: _Variant, step_s: float) -> dict[str
     every call, net of the restore, over the vanilla step ``step_s``."""
     optimizer = variant.optimizer
     inputs, targets = variant.batches(10**6)
+    optimizer.zero_grad(set_to_none=True)  # the timed steps leave their gradients
     logits = variant.model(inputs).logits
     F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
     nn.utils.clip_grad_norm_(variant.model.parameters(), cfg.lm_grad_clip)
@@ -534,6 +571,21 @@ def _collision_direct(cfg: Config, variant: _Variant, step_s: float) -> dict[str
     }
 
 
+def _flops(model: nn.Module, layers: dict[str, nn.Module], inputs: Tensor) -> dict[str, float]:
+    """FLOPs of the soft collisions (three (N, N, d) matrix products per layer of N neurons of d
+    weights: the two cosine matrices and their product with the gradient) and of a training step
+    (three forwards, torch's FlopCounterMode), and their ratio: the overhead at equal speed."""
+    from experiments.engine.probe import model_cost
+    from kinetics import neuron_view
+
+    collision = 0.0
+    for module in layers.values():
+        n, d = neuron_view(module, module.weight).shape
+        collision += 3 * 2 * n * n * d
+    step = 3 * model_cost(model, inputs)["mflops"] * 1e6
+    return {"collision_flops": collision, "step_flops": step, "flop_ratio": collision / step}
+
+
 def _ko(cfg: Config, data: Any) -> dict[str, Any]:
     """KO soft on ``last_block`` of the tiny Qwen2 against AdamW alone."""
     from kinetics import KineticOptimizer, select_modules
@@ -549,6 +601,7 @@ def _ko(cfg: Config, data: Any) -> dict[str, Any]:
     }
     steps = _time_steps(cfg, variants)
     direct = _collision_direct(cfg, variants["soft"], statistics.median(steps["vanilla"]))
+    flops = _flops(vanilla, layers, batches(10**6)[0])
     ratio = paired_ratio(steps["soft"], steps["vanilla"])
     target = dict(cfg.lm_targets)["ko_soft"]
     return {
@@ -560,6 +613,7 @@ def _ko(cfg: Config, data: Any) -> dict[str, Any]:
         "target": target,
         "within_target": ratio["median"] <= target,
         "paper_ratio": cfg.lm_ko_paper_ratio,
+        **flops,
         **direct,
         "direct_within_target": direct["direct_ratio"] <= target,
     }

@@ -205,12 +205,15 @@ def _check_lm_section(rec: dict) -> None:
     cfg = Config.quick()
     assert (rec["batch"], rec["seq_len"]) == (cfg.lm_batch, cfg.lm_seq)
     loop = rec["loop"]
-    assert set(loop["tokens_per_s"]) == {"ours", "bare"}
+    assert (
+        set(loop["tokens_per_s"]) == set(loop["run_s"]) == {"ours", "bare", "bare_zero_grad_last"}
+    )
     assert all(math.isfinite(v) and v > 0 for v in loop["tokens_per_s"].values())
     assert _positive(loop["tokens_per_s_ratio"]) and math.isfinite(loop["direct_ratio"])
     assert loop["target"] == Config().lm_loop_target
     assert loop["within_target"] in (True, False) and loop["direct_within_target"] in (True, False)
     assert loop["same_weights"] is True and loop["tiny"]["same_weights"] is True  # the same work
+    assert _positive(loop["zero_grad_last_ratio"])
     kiti = rec["kiti"]
     assert _positive(kiti["step_ratio"]) and kiti["target"] == dict(Config().lm_targets)["kiti"]
     blocks = [f"transformer.h.{i}.kitinet_attn" for i in range(cfg.lm_layers)]
@@ -218,13 +221,14 @@ def _check_lm_section(rec: dict) -> None:
     for rates in kiti["collision_rates"].values():
         assert 0.0 <= rates["min"] <= rates["mean"] <= rates["max"] <= 1.0
     assert kiti["collision_rate_steps"] == cfg.lm_rounds
-    assert math.isfinite(kiti["direct_ratio"]) and set(kiti["calls_s"]) == {"kitinet", "add"}
+    assert math.isfinite(kiti["direct_ratio"]) and set(kiti["calls_s"]) == {*blocks, "add"}
     assert _positive(kiti["eval_ratio"]) and set(kiti["eval_s"]) == {"vanilla", "kiti"}
     assert kiti["eval_bitwise_equal"] is True  # eval KITINet is exactly x + v
     ko = rec["ko"]
     assert len(ko["layers"]) == 7  # q, k, v, o, gate, up, down of the last decoder layer
     assert all(name.startswith(f"model.layers.{cfg.lm_layers - 1}.") for name in ko["layers"])
     assert _positive(ko["step_ratio"]) and math.isfinite(ko["direct_ratio"])
+    assert 0.0 < ko["flop_ratio"] == ko["collision_flops"] / ko["step_flops"]
     assert ko["target"] == dict(Config().lm_targets)["ko_soft"]
 
 
