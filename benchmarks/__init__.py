@@ -1,6 +1,6 @@
 """Speed and memory benchmarks of the kinetics core against SPEC §5 (``make bench``).
 
-Seven measurements, all on CPU with ``torch.set_num_threads(2)`` (``--threads`` to change), one
+Eight measurements, all on CPU with ``torch.set_num_threads(2)`` (``--threads`` to change), one
 module each:
 
 1. :mod:`benchmarks.fast_vs_literal`: KO soft / hard collision, the fast ``kinetics`` functions
@@ -23,6 +23,10 @@ module each:
    and tokens): AdamW against KO soft / hard on the head and KITINet in the final layer (issue 11:
    ≤ 1.01x, ≤ 1.01x, ≤ 1.05x at the collision rate met), peak memory, and the KITI eval forward
    (time ratio; logits bitwise equal).
+8. :mod:`benchmarks.lm_training`: language models at the mini-lm settings (issue 12): tokens/s of
+   our training loop (``fit`` with the runner's callbacks) against a bare PyTorch loop (≥ 0.97x),
+   KITI-GPT-2's training step against GPT-2 at the collision rates it meets (≤ 1.05x; eval 1.00x
+   and bitwise equal), and KO soft on a tiny Qwen2's last layer against AdamW (≤ 1.02x).
 
 Shared pieces: :mod:`benchmarks.config` (sizes and repeats), :mod:`benchmarks.measure` (timing,
 statistics, machine facts and load), :mod:`benchmarks.memory` (peak-memory probes),

@@ -31,6 +31,7 @@ __all__ = [
     "REPO",
     "accepted_pairs",
     "cpu_seconds",
+    "data_dir",
     "machine_info",
     "paired_ratio",
     "sgd",
@@ -43,6 +44,11 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 2**20
+
+
+def data_dir() -> Path:
+    """The data directory: ``$KINETICS_DATA_DIR``, else the repository's ``data/``."""
+    return Path(os.environ.get("KINETICS_DATA_DIR") or REPO / "data")
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,18 +100,23 @@ def time_interleaved(
 
 
 def time_rounds(
-    fns: dict[str, Callable[[], float]], *, warmup: int, rounds: int
+    fns: dict[str, Callable[[], float]], *, warmup: int, rounds: int, shuffle: bool = False
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant over ``rounds`` interleaved rounds (round r starts with
-    variant r mod k), after ``warmup`` rounds; each ``fn`` returns its own duration."""
+    variant r mod k), after ``warmup`` rounds; each ``fn`` returns its own duration. ``shuffle``:
+    each round in its own random order instead (seeded, as in :func:`time_interleaved`)."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
+    rng = random.Random(0)
     for r in range(rounds):
         shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        if shuffle:
+            rng.shuffle(order)
+        for name in order:
             samples[name].append(fns[name]())
     return samples
 

@@ -19,6 +19,7 @@ from benchmarks.kiti_resnet18 import bench_kiti_resnet
 from benchmarks.kitinet_op import bench_kitinet
 from benchmarks.ko_resnet18_step import bench_e2e
 from benchmarks.ko_resnet_overhead import bench_ko_resnets
+from benchmarks.lm_training import bench_lm
 from benchmarks.measure import cpu_seconds, machine_info
 from benchmarks.memory import validate_memory_method
 from benchmarks.report import write_report
@@ -26,7 +27,7 @@ from benchmarks.text_minilm import bench_text
 
 __all__ = ["SECTIONS", "run"]
 
-# (results key, section), in report order; the last four train networks (``--skip-e2e``).
+# (results key, section), in report order; the last five train networks (``--skip-e2e``).
 SECTIONS: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("collisions", bench_collisions),
     ("kitinet", bench_kitinet),
@@ -35,8 +36,9 @@ SECTIONS: tuple[tuple[str, Callable[[Config], Any]], ...] = (
     ("kiti_resnet", bench_kiti_resnet),
     ("ko_resnets", bench_ko_resnets),
     ("text", bench_text),
+    ("lm", bench_lm),
 )
-_NETWORK_SECTIONS = frozenset({"e2e", "kiti_resnet", "ko_resnets", "text"})
+_NETWORK_SECTIONS = frozenset({"e2e", "kiti_resnet", "ko_resnets", "text", "lm"})
 
 
 def run(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.config import Config
-from benchmarks.measure import REPO, paired_ratio, summary, time_interleaved
+from benchmarks.measure import data_dir, paired_ratio, summary, time_interleaved
 from benchmarks.memory import profile_call
 
 __all__ = ["MINILM_L6", "bench_text", "pretrained_dir"]
@@ -73,7 +72,7 @@ def pretrained_dir(cfg: Config) -> Path | None:
     None when it is absent or not asked for."""
     if cfg.text_pretrained is None:
         return None
-    path = Path(os.environ.get("KINETICS_DATA_DIR") or REPO / "data") / cfg.text_pretrained
+    path = data_dir() / cfg.text_pretrained
     return path if (path / "config.json").is_file() else None
 
 

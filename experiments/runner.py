@@ -45,6 +45,7 @@ from experiments.core.io import (
 from experiments.core.registry import DATASETS, MODELS
 from experiments.core.task import Task
 from experiments.engine.callbacks import (
+    Callback,
     CollisionEffect,
     CollisionRates,
     Condensation,
@@ -71,6 +72,7 @@ from kinetics import KITINetConfig, neuron_view
 from kinetics.kitinet import seed_kitinet
 
 __all__ = [
+    "build_callbacks",
     "build_model",
     "build_optimizer",
     "build_scheduler",
@@ -392,6 +394,26 @@ def train_flops_per_unit(cost: dict[str, Any]) -> float | None:
     return 3 * forward * 1e6 / cost.get("units_per_sample", 1)
 
 
+def build_callbacks(
+    model: nn.Module,
+    optimizer: Any,
+    watch: dict[str, nn.Module],
+    device: torch.device,
+    cost: dict[str, Any],
+    peak_flops: float | None,
+) -> list[Callback]:
+    """The callbacks a run's loop gets, in the order they run: collision rates and effects,
+    condensation of the ``watch`` layers, peak memory, and throughput (with FLOP/s from ``cost``,
+    the model's :func:`~experiments.engine.probe.model_cost` and task stats)."""
+    return [
+        CollisionRates(model, optimizer),
+        CollisionEffect(optimizer),
+        Condensation(watch),
+        PeakMemory(device),
+        Throughput(train_flops_per_unit(cost), peak_flops),
+    ]
+
+
 def run(cfg: DictConfig) -> float:
     """Validate ``cfg``, train, write the run directory; return the final test loss."""
     start = time.perf_counter()
@@ -420,13 +442,9 @@ def run(cfg: DictConfig) -> float:
         run_dir,
     )
     logger = _make_logger(rc, config, run_dir, job_name) if p.dist.main else None
-    callbacks = [
-        CollisionRates(p.model, p.optimizer),
-        CollisionEffect(p.optimizer),
-        Condensation(p.watch),
-        PeakMemory(p.device),
-        Throughput(train_flops_per_unit(p.cost), rc.trainer.peak_flops),
-    ]
+    callbacks = build_callbacks(
+        p.model, p.optimizer, p.watch, p.device, p.cost, rc.trainer.peak_flops
+    )
     try:
         result = fit(
             p.model,

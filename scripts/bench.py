@@ -6,7 +6,7 @@ a section failed (the others' numbers are still written).
 
 Usage: ``python scripts/bench.py --out results/bench [--quick] [--skip-e2e] [--threads N]
 [--only SECTION ...]`` (sections by their results key: collisions, kitinet, hard_all, e2e,
-kiti_resnet, ko_resnets, text).
+kiti_resnet, ko_resnets, text, lm).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument(
-        "--skip-e2e", action="store_true", help="skip the network steps (sections 4-7)"
+        "--skip-e2e", action="store_true", help="skip the network steps (sections 4-8)"
     )
     parser.add_argument(
         "--threads", type=int, help="torch threads (default 2; quick mode 1); see the report's note"

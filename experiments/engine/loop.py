@@ -246,8 +246,10 @@ class _Loop:
         if self.metrics_path is not None and self.main_process:
             self.writer = MetricsWriter(self.metrics_path, initial=self.result.history)
         if checkpoint is None:
-            self.start_interval()
             self.make_record(evaluated=True, initial=True)
+            # After the initial record: its evaluation is no part of the first interval's time
+            # and throughput (with unit=step no epoch start restarts the interval).
+            self.start_interval()
         progress = progress_enabled(self.t.progress)
         bar = tqdm(
             total=self.total_steps,

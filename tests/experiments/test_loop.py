@@ -4,6 +4,7 @@ and model-output objects, mid-epoch kill-and-resume."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -68,6 +69,36 @@ def test_step_budget_ends_mid_epoch_with_step_records() -> None:
     evaluated = [r["step"] for r in records if r["test_loss"] is not None]
     assert evaluated == [0, 3, 6, 7]
     assert all(r["interval_time"] > 0 and r["throughput"] > 0 for r in records[1:])
+
+
+class _SlowEval(nn.Linear):
+    """A linear model whose eval forward sleeps: evaluation time is easy to spot."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            time.sleep(0.1)
+        return super().forward(x)
+
+
+def test_first_step_interval_excludes_the_initial_evaluation() -> None:
+    torch.manual_seed(0)
+    model = _SlowEval(3, 1)
+    x, y = regression()
+    data = TensorBatches(x, y, 12, shuffle=False)
+    trainer = TrainerConfig(max_steps=4, unit="step", log_every=100, eval_every=100)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    history = fit(
+        model,
+        optimizer,
+        TensorTask(x, y, x, y),
+        data,
+        data,
+        trainer,
+        device=CPU,
+        callbacks=[Throughput()],
+    ).history
+    train_seconds = 48 / history[-1]["throughput"]  # 4 steps of 12 rows
+    assert train_seconds < 0.2  # the initial evaluation (4 batches x 0.1 s) is not in it
 
 
 def test_bad_trainer_values_are_refused() -> None:

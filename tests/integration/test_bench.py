@@ -118,15 +118,19 @@ def test_quick_run_writes_report(tmp_path: Path) -> None:
         assert row["variants"]["sgd"]["peak_ratio_to_sgd"] == 1.0
         assert all(v["peak_bytes"] > 0 for v in row["variants"].values())
     _check_text_section(results["text"])
+    _check_lm_section(results["lm"])
     report = (tmp_path / "bench.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
-        assert heading in report
+    for number in range(1, 9):
+        assert f"## {number}." in report
+    assert "## Targets" in report
     assert "counter-based / randn directions" in report  # the stream target, per row
     assert "**Floor** of the selection" in report
     assert "KITI-ResNet-18 step / ResNet-18, coll_coef 0.9" in report
     assert "eval outputs bitwise equal" in report
     assert "MiniLM-L6 step, KITINet, last layer, attn / AdamW (collision rate" in report
     assert "MiniLM-L6 eval logits of KITI bitwise equal to vanilla | True" in report
+    assert "LM loop: tokens/s of `fit` / bare loop" in report
+    assert "KITI-GPT-2 eval logits bitwise equal to GPT-2 | True" in report
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
 
 
@@ -192,6 +196,40 @@ def _check_text_section(rec: dict) -> None:
     assert rec["targets"] == dict(Config().text_targets)
     assert _positive(rec["eval_ratio"]) and set(rec["eval_s"]) == {"vanilla", "kiti"}
     assert rec["eval_bitwise_equal"] is True  # eval KITINet is exactly x + v
+
+
+def _check_lm_section(rec: dict) -> None:
+    """Loop overhead (both loops' tokens/s, ratio, direct estimate, equal weights), KITI-GPT-2
+    (step ratio, per-block rates, direct estimate, eval ratio, bitwise eval logits) and KO soft on
+    the tiny Qwen2's last layer (step ratio, direct estimate) are all there."""
+    cfg = Config.quick()
+    assert (rec["batch"], rec["seq_len"]) == (cfg.lm_batch, cfg.lm_seq)
+    loop = rec["loop"]
+    assert (
+        set(loop["tokens_per_s"]) == set(loop["run_s"]) == {"ours", "bare", "bare_zero_grad_last"}
+    )
+    assert all(math.isfinite(v) and v > 0 for v in loop["tokens_per_s"].values())
+    assert _positive(loop["tokens_per_s_ratio"]) and math.isfinite(loop["direct_ratio"])
+    assert loop["target"] == Config().lm_loop_target
+    assert loop["within_target"] in (True, False) and loop["direct_within_target"] in (True, False)
+    assert loop["same_weights"] is True and loop["tiny"]["same_weights"] is True  # the same work
+    assert _positive(loop["zero_grad_last_ratio"])
+    kiti = rec["kiti"]
+    assert _positive(kiti["step_ratio"]) and kiti["target"] == dict(Config().lm_targets)["kiti"]
+    blocks = [f"transformer.h.{i}.kitinet_attn" for i in range(cfg.lm_layers)]
+    assert list(kiti["collision_rates"]) == blocks == list(kiti["call_collision_rates"])
+    for rates in kiti["collision_rates"].values():
+        assert 0.0 <= rates["min"] <= rates["mean"] <= rates["max"] <= 1.0
+    assert kiti["collision_rate_steps"] == cfg.lm_rounds
+    assert math.isfinite(kiti["direct_ratio"]) and set(kiti["calls_s"]) == {*blocks, "add"}
+    assert _positive(kiti["eval_ratio"]) and set(kiti["eval_s"]) == {"vanilla", "kiti"}
+    assert kiti["eval_bitwise_equal"] is True  # eval KITINet is exactly x + v
+    ko = rec["ko"]
+    assert len(ko["layers"]) == 7  # q, k, v, o, gate, up, down of the last decoder layer
+    assert all(name.startswith(f"model.layers.{cfg.lm_layers - 1}.") for name in ko["layers"])
+    assert _positive(ko["step_ratio"]) and math.isfinite(ko["direct_ratio"])
+    assert 0.0 < ko["flop_ratio"] == ko["collision_flops"] / ko["step_flops"]
+    assert ko["target"] == dict(Config().lm_targets)["ko_soft"]
 
 
 def test_randn_directions_swaps_the_source_and_restores_it() -> None:
