@@ -492,3 +492,13 @@ def test_cli_missing_checkpoint_and_bad_arguments_are_one_line(tmp_path):
         assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_doc_perplexity_of_long_answers_is_infinite_not_an_error() -> None:
+    import math
+
+    from experiments.lm.lm_eval_tasks.utils import doc_perplexity, token_perplexity
+
+    assert doc_perplexity([-1000.0, -900.0]) == math.inf  # exp(950) overflows a float
+    assert doc_perplexity([-1.0, -3.0]) == pytest.approx(math.exp(2.0))
+    assert token_perplexity([(-1000.0, 100), (-900.0, 100)]) == pytest.approx(math.exp(9.5))

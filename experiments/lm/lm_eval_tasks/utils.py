@@ -99,13 +99,22 @@ def token_perplexity(items: Iterable[tuple[float, int | None]]) -> float:
         )
         return math.nan
     total_tokens = sum(n for _, n in pairs)
-    return math.exp(-sum(ll for ll, _ in pairs) / total_tokens)
+    return _exp(-sum(ll for ll, _ in pairs) / total_tokens)
 
 
 def doc_perplexity(items: Iterable[float]) -> float:
-    """``exp(-mean loglik)`` over documents (lm-eval's ``perplexity`` aggregation)."""
+    """``exp(-mean loglik)`` over documents (lm-eval's ``perplexity`` aggregation); infinite when
+    that overflows a float (answers of hundreds of tokens at a few nats each)."""
     values = list(items)
-    return math.exp(-sum(values) / len(values))
+    return _exp(-sum(values) / len(values))
+
+
+def _exp(x: float) -> float:
+    """``math.exp`` that gives inf instead of raising OverflowError."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def total(items: Iterable[int | None]) -> float | int:
