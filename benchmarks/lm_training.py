@@ -99,8 +99,21 @@ def _data(cfg: Config, seq_len: int) -> Any:
         return lm_tokens(str(path), seq_len=seq_len)
     gen = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, cfg.lm_vocab, (cfg.lm_random_windows * seq_len + 1,), generator=gen)
-    windows = TokenWindows([tokens.numpy().astype(np.int64)], seq_len)
+    windows = TokenWindows(_InMemorySplit(tokens.numpy().astype(np.int64)), seq_len)
     return LMData(windows, windows, cfg.lm_vocab, 0, "random tokens", Path())
+
+
+@dataclass
+class _InMemorySplit:
+    """Tokens in memory with the reading interface of :class:`experiments.lm.shards.TokenSplit`."""
+
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def window(self, start: int, length: int) -> np.ndarray:
+        return self.tokens[start : start + length].copy()
 
 
 def _batches(data: Any, size: int) -> _Batches:

@@ -313,3 +313,14 @@ def test_literal_memory_estimate_skips_imagenet_head() -> None:
     limit = Config().literal_limit_bytes
     assert _literal.literal_peak_bytes("hard", 1000, 2048) > limit
     assert _literal.literal_peak_bytes("soft", 100, 512) < limit
+
+
+def test_lm_section_runs_on_random_tokens_without_the_data() -> None:
+    """A fresh clone has no data/lm/mini_wiki: the section falls back to random tokens."""
+    import dataclasses
+
+    from benchmarks.lm_training import bench_lm
+
+    rec = bench_lm(dataclasses.replace(Config.quick(), lm_data=None))
+    assert rec["data"] == "random tokens"
+    _check_lm_section(rec)
