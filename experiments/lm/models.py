@@ -12,7 +12,8 @@ every block) become KITINet modules (one system per token, causal). A trained mo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -120,36 +121,6 @@ def _check_architecture(model: nn.Module, architecture: Mapping[str, Any], sourc
         )
 
 
-def _named(name: str) -> Callable[..., nn.Module]:
-    """``causal_lm`` of the architecture ``name``, its other arguments as keywords."""
-
-    def build(
-        pretrained: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        vocab_size: int | None = None,
-        eos_id: int | None = None,
-        attn_implementation: str = "sdpa",
-        gradient_checkpointing: bool = False,
-        kitinet: KITINetConfig | None = None,
-        kitinet_sites: Sequence[str] = ("attn",),
-        kitinet_layers: Sequence[int] | None = None,
-    ) -> nn.Module:
-        return causal_lm(
-            ARCHITECTURES[name],
-            pretrained=pretrained,
-            config=config,
-            vocab_size=vocab_size,
-            eos_id=eos_id,
-            attn_implementation=attn_implementation,
-            gradient_checkpointing=gradient_checkpointing,
-            kitinet=kitinet,
-            kitinet_sites=kitinet_sites,
-            kitinet_layers=kitinet_layers,
-        )
-
-    build.__doc__ = f"A ``{name}`` causal LM (see :func:`causal_lm`)."
-    return build
-
-
-for _name in ARCHITECTURES:
-    MODELS.register(_named(_name), name=_name)
+for _name, _architecture in ARCHITECTURES.items():
+    # causal_lm with the architecture bound: the builder's other arguments are the config's keys
+    MODELS.register(functools.partial(causal_lm, _architecture), name=_name)
