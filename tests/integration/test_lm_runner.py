@@ -5,17 +5,13 @@ data order; a 2-rank torchrun; the one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from fixtures_lm import tiny_gpt2_overrides, write_token_data, write_tokenizer
-from helpers import read_metrics, run_inprocess, without_times
+from helpers import read_metrics, run_inprocess, run_torchrun, without_times
 
 from experiments.core.errors import ConfigError, MissingDataError
 from experiments.engine.callbacks import Callback
@@ -161,37 +157,9 @@ def test_errors_are_one_line_config_errors(lm_data: Path, tmp_path: Path) -> Non
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _torchrun(*args: str) -> None:
-    """``run.py *args`` on 2 gloo ranks (one thread each); fails with the tail of stderr."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "WANDB_MODE": "disabled",
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        "run.py",
-        *args,
-    ]
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-
-
 def test_torchrun_two_ranks_identical_replicas(lm_data: Path, tmp_path: Path) -> None:
     overrides = [*tiny_gpt2_overrides(lm_data, "qwen2_0_5b"), "collision=hard", *STEPS]
-    _torchrun(*overrides, "trainer.max_steps=3", f"hydra.run.dir={tmp_path}")
+    run_torchrun(*overrides, "trainer.max_steps=3", f"hydra.run.dir={tmp_path}")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
 
@@ -208,10 +176,10 @@ def test_fsdp_two_ranks_train_export_and_resume(lm_data: Path, tmp_path: Path) -
         "trainer.checkpoint_every=2",
         "trainer.eval_every=2",
     ]
-    _torchrun(*overrides, "trainer.max_steps=4", f"hydra.run.dir={tmp_path / 'whole'}")
+    run_torchrun(*overrides, "trainer.max_steps=4", f"hydra.run.dir={tmp_path / 'whole'}")
     # the same run stopped after its checkpoint at step 2, then continued to step 4
-    _torchrun(*overrides, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'parts'}")
-    _torchrun(
+    run_torchrun(*overrides, "trainer.max_steps=2", f"hydra.run.dir={tmp_path / 'parts'}")
+    run_torchrun(
         *overrides, "trainer.max_steps=4", "resume=auto", f"hydra.run.dir={tmp_path / 'parts'}"
     )
     whole = without_times(read_metrics(tmp_path / "whole"))

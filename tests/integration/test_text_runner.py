@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from fixtures_text import (
     write_table,
     write_tokenizer,
 )
-from helpers import kill_and_resume, read_metrics, run_inprocess
+from helpers import kill_and_resume, read_metrics, run_inprocess, run_torchrun
 
 from experiments.core.errors import ConfigError, MissingDataError
 
@@ -161,22 +160,9 @@ def test_text_errors_name_the_bad_value(tmp_path: Path, text_data: dict[str, Pat
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_ranks_end_bit_identical(tmp_path: Path, text_data: dict[str, Path]) -> None:
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={_free_port()}",
-        "run.py",
+    run_torchrun(
         f"hydra.run.dir={run_dir}",
         *_sentiment(text_data),
         "collision=hard",
@@ -184,19 +170,7 @@ def test_torchrun_two_ranks_end_bit_identical(tmp_path: Path, text_data: dict[st
         "trainer.batch_size=4",
         "trainer.epochs=1",
         "trainer.device=cpu",
-    ]
-    env = {
-        **os.environ,
-        "CI": "1",
-        "WANDB_MODE": "offline",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False
     )
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["replicas_identical"] is True
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
