@@ -8,7 +8,9 @@ Order matters, so that a configuration that cannot work fails before anything is
    match), the optimizer, the loaders, one eval forward of a test sample (every KITINet's size,
    the model's cost) and the lr schedule;
 3. ``config.yaml``, the logger, then :func:`experiments.engine.loop.fit`;
-4. ``weights_final.pt``, ``heatmap_<layer>.png`` and finally ``summary.json``.
+4. ``weights_final.pt``, ``heatmap_<layer>.png`` and finally ``summary.json`` (with the run's
+   identity: commit, command, the environment's versions, threads and kernels, and the sha256 of
+   the data files read).
 
 The runner asks the task, never the data's type: a new domain needs no change here.
 """
@@ -66,7 +68,7 @@ from experiments.engine.loop import fit, steps_per_epoch
 from experiments.engine.optim import build_optimizer
 from experiments.engine.probe import check_kitinet_sizes, model_cost, sample_inputs
 from experiments.engine.rundir import NullLogger, RunLogger, WandbLogger
-from experiments.engine.runtime import resolve_device, seed_everything
+from experiments.engine.runtime import environment, resolve_device, seed_everything
 from experiments.engine.schedulers import build_scheduler
 from kinetics import KITINetConfig, neuron_view
 from kinetics.kitinet import seed_kitinet
@@ -441,6 +443,13 @@ def run(cfg: DictConfig) -> float:
         rc.seed,
         run_dir,
     )
+    # What the numbers depend on besides code, config and seed; the data are hashed as they
+    # were read, before training.
+    identity = (
+        {"environment": environment(p.device), "data_sha256": p.task.data_digests()}
+        if p.dist.main
+        else {}
+    )
     logger = _make_logger(rc, config, run_dir, job_name) if p.dist.main else None
     callbacks = build_callbacks(
         p.model, p.optimizer, p.watch, p.device, p.cost, rc.trainer.peak_flops
@@ -475,6 +484,7 @@ def run(cfg: DictConfig) -> float:
                 "seed": rc.seed,
                 "experiment_name": rc.experiment_name,
                 "git_commit": git_commit(),
+                **identity,
                 "command": shlex.join([Path(sys.executable).name, *sys.argv]),
                 "overrides": overrides,
                 "world_size": p.dist.world_size,

@@ -5,6 +5,7 @@ overrides of a tiny GPT-2 / Qwen2 built from a config (no download)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -69,7 +70,8 @@ def write_token_data(
             name = f"{split}_{k:05d}.bin"
             chunk = np.asarray(ids[start : start + 2000], dtype="<u2")
             chunk.tofile(directory / name)
-            shards.append({"file": name, "tokens": len(chunk), "sha256": ""})
+            digest = hashlib.sha256(chunk.tobytes()).hexdigest()
+            shards.append({"file": name, "tokens": len(chunk), "sha256": digest})
         splits[split] = {"tokens": len(ids), "documents": n, "shards": shards}
     index = {
         "format": "kinetics-lm-shards/1",

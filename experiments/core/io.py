@@ -1,4 +1,5 @@
-"""Files written whole or not at all, and the commit that produced them.
+"""Files written whole or not at all, the commit that produced them, and the digests of the
+data files a run read.
 
 JSON, YAML, text and ``.pt`` files are written atomically (temporary file + ``os.replace``), so a
 reader never sees half a file.
@@ -6,12 +7,13 @@ reader never sees half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,12 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "file_digests",
     "git_commit",
     "is_complete",
     "json_bytes",
     "json_safe",
+    "sha256_file",
 ]
 
 
@@ -118,6 +122,42 @@ def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         dirty = False
     return f"{commit} (with uncommitted changes)" if dirty else commit
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 22) -> str:
+    """The hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digests(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """``{name: sha256}`` of every file in ``paths``; a directory stands for the files under it.
+
+    A file is named by its own name, a file found under a listed directory by
+    ``<directory name>/<path inside it>``, so two runs that read the same bytes under different
+    roots (another machine's data dir) record the same mapping. Hidden files (``.lock``,
+    temporary files) are left out.
+    """
+    digests: dict[str, str] = {}
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            files = sorted(
+                f for f in entry.rglob("*") if f.is_file() and not _hidden(f.relative_to(entry))
+            )
+            for f in files:
+                digests[f"{entry.name}/{f.relative_to(entry).as_posix()}"] = sha256_file(f)
+        elif entry.is_file():
+            digests[entry.name] = sha256_file(entry)
+        else:
+            raise FileNotFoundError(f"data file {entry} is gone (it was read when the data loaded)")
+    return digests
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def is_complete(out_dir: str | os.PathLike[str], meta: str = "meta.json") -> bool:

@@ -12,11 +12,13 @@ loop weights them by :meth:`Task.units` when it averages over batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
+
+from experiments.core.io import file_digests
 
 __all__ = [
     "LossFn",
@@ -76,6 +78,12 @@ class Task(Protocol):
         convention; ``units_per_sample`` turns FLOPs per sample into FLOPs per unit)."""
         ...
 
+    def data_digests(self) -> dict[str, str]:
+        """``{file name: sha256}`` of what the data were read from on disk (generated or
+        downloaded), recorded in ``summary.json`` so a rerun can tell whether it read the same
+        bytes. Empty for data made in memory from the config and seed."""
+        ...
+
     def export(
         self, model: nn.Module, directory: Path, state_dict: Mapping[str, Any] | None = None
     ) -> bool:
@@ -101,6 +109,13 @@ class TaskDefaults:
         """None."""
         del model_name, kwargs
         return {}
+
+    files: Sequence[Path] = ()
+    """The files or directories the data were read from (a domain's dataclass sets them)."""
+
+    def data_digests(self) -> dict[str, str]:
+        """The sha256 of every file in ``files`` (:func:`~experiments.core.io.file_digests`)."""
+        return file_digests(self.files)
 
     def export(
         self, model: nn.Module, directory: Path, state_dict: Mapping[str, Any] | None = None

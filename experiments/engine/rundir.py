@@ -4,8 +4,9 @@ Every run directory gets (written by the runner through these helpers):
 
 * ``metrics.jsonl``: one JSON object per epoch, flat keys (``train_loss``, ``rho.fc1``, ...);
 * ``config.yaml``: the resolved configuration;
-* ``summary.json``: final metrics, seed, git commit, command line and wall time (written last, so
-  its presence means the run finished);
+* ``summary.json``: final metrics, seed, git commit, command line, wall time, ``environment``
+  (package versions, device, CPU kernels, thread count) and ``data_sha256`` (the data files read)
+  (written last, so its presence means the run finished);
 * ``weights_final.pt`` and ``heatmap_<layer>.png`` for the watched layers.
 
 JSON, YAML and ``.pt`` files are written atomically (temporary file + ``os.replace``), so a reader

@@ -1,9 +1,12 @@
-"""The process a run trains in: seeds, device, precision, progress bars, moving batches."""
+"""The process a run trains in: seeds, device, precision, progress bars, moving batches, and the
+facts about it that a run's numbers depend on (:func:`environment`)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
+import platform
 import random
 import sys
 from collections.abc import Mapping
@@ -15,6 +18,7 @@ from torch import Tensor
 
 __all__ = [
     "autocast",
+    "environment",
     "float32",
     "progress_enabled",
     "resolve_device",
@@ -38,6 +42,67 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
+
+
+# Packages whose kernels or data handling can change a run's numbers; those installed are recorded.
+_RECORDED_PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "timm",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "hydra-core",
+)
+# Environment variables that select kernels or thread counts, recorded when set.
+_RECORDED_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What besides the code, the config and the data a run's numbers depend on.
+
+    The same commit, config and seed give bit-identical runs only on the same package versions,
+    thread count and kernels: a CPU's vector extension (``cpu_capability``, which ATen and MKL
+    pick per machine) changes the rounding of reductions and matmuls, and training amplifies
+    the last bit into the 3rd or 4th digit of a final metric.
+    """
+    packages = {}
+    for name in _RECORDED_PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            packages[name] = importlib.metadata.version(name)
+    facts: dict[str, Any] = {
+        "python": platform.python_version(),
+        "packages": packages,
+        "device": str(device),
+        "cpu": _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "num_threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+    }
+    if device.type == "cuda":
+        facts["device_name"] = torch.cuda.get_device_name(device)
+        facts["cuda"] = torch.version.cuda
+    variables = {k: os.environ[k] for k in _RECORDED_VARIABLES if k in os.environ}
+    if variables:
+        facts["variables"] = variables
+    return facts
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what :mod:`platform` knows."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def resolve_device(spec: str) -> torch.device:

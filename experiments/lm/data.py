@@ -114,6 +114,17 @@ class LMData(TaskDefaults):
         """Target tokens: the loss is a per-token mean."""
         return int(targets.numel())
 
+    def data_digests(self) -> dict[str, str]:
+        """The shards' sha256 as ``index.json`` records them (written with each shard and checked
+        by :func:`experiments.lm.shards.verify`): hashing tens of GB of tokens in every run would cost minutes.
+        ``index.json`` itself is left out: it also records when it was written."""
+        index = read_index(self.directory)
+        return {
+            f"{self.directory.name}/{shard['file']}": shard["sha256"]
+            for split in index["splits"].values()
+            for shard in split["shards"]
+        }
+
     def loaders(
         self,
         batch_size: int | None,

@@ -87,6 +87,8 @@ class PDEData(TaskDefaults):
     root of the test MSE (with smaller batches the loop averages per-batch RMSEs).
     ``max_particles``: refuse KITINet systems with more particles ``N = D / collision_heads``
     than this at the training resolution (their ``N x N`` pair matrices); None: no limit.
+    ``files``: the generated data file the tensors were read from (not its JSON sidecar, which
+    also records the generation's wall time).
     """
 
     name: str
@@ -99,6 +101,7 @@ class PDEData(TaskDefaults):
     max_particles: int | None = DEFAULT_MAX_PARTICLES
     train_loss: Callable[[Tensor, Tensor], Tensor] = _relative_l2
     eval_loss: Callable[[Tensor, Tensor], Tensor] = _relative_l2
+    files: list[Path] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -307,6 +310,7 @@ def burgers(
         metadata=meta,
         eval_batch_size=eval_batch_size,
         max_particles=max_particles,
+        files=[Path(path)],
     )
 
 
@@ -353,6 +357,7 @@ def _time_series(
         metadata=meta,
         eval_batch_size=eval_batch_size,
         max_particles=max_particles,
+        files=[Path(path)],
     )
 
 

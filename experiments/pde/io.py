@@ -15,18 +15,18 @@ dependency of this project, so they are imported only here and only when needed.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from experiments.core.io import atomic_torch_save, atomic_write_text, sha256_file
 
 __all__ = ["load_dataset", "load_fno_mat", "save_dataset", "sidecar_path"]
 
@@ -37,27 +37,6 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
     """The JSON metadata file next to the data file ``path`` (``x.pt`` -> ``x.json``)."""
     return Path(path).with_suffix(".json")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_dataset(
@@ -71,10 +50,12 @@ def save_dataset(
     if path.suffix != ".pt":
         raise ValueError(f"data set files end in .pt, got {path}")
     plain = {str(k): v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: torch.save(plain, tmp))
+    # through a file object, so the bytes do not depend on the file's name (torch.save to a
+    # path names its archive after it): the same tensors give the same sha256 everywhere
+    atomic_torch_save(path, plain)
     sidecar = {
         **dict(metadata),
-        "format": {"version": FORMAT_VERSION, "data_file": path.name, "sha256": _sha256(path)},
+        "format": {"version": FORMAT_VERSION, "data_file": path.name, "sha256": sha256_file(path)},
         "tensors": {
             k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
             for k, v in plain.items()
@@ -82,7 +63,7 @@ def save_dataset(
     }
     text = json.dumps(sidecar, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     json_path = sidecar_path(path)
-    _atomic_write(json_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(json_path, text)
     return path, json_path
 
 
@@ -98,7 +79,7 @@ def load_dataset(
     if not json_path.exists():
         raise FileNotFoundError(f"{json_path} is missing: {path} is incomplete or not a data set")
     metadata = json.loads(json_path.read_text(encoding="utf-8"))
-    if verify and _sha256(path) != metadata["format"]["sha256"]:
+    if verify and sha256_file(path) != metadata["format"]["sha256"]:
         raise ValueError(f"{path} does not match the checksum recorded in {json_path}")
     tensors = torch.load(path, map_location="cpu", weights_only=True)
     return tensors, metadata

@@ -40,12 +40,15 @@ __all__ = [
     "PaperNumber",
     "aggregate",
     "collect_runs",
+    "data_summary",
+    "environment_summary",
     "find_run_dirs",
     "flatten",
     "format_number",
     "format_ours",
     "format_paper",
     "git_commit",
+    "is_missing",
     "load_paper_tables",
     "load_run",
     "markdown_table",
@@ -365,8 +368,13 @@ def format_paper(value: Any) -> str:
 # --------------------------------------------------------------------------- provenance
 
 
+def is_missing(value: Any) -> bool:
+    """None or a float NaN (what pandas leaves where a run lacks a key)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _sorted_unique(values: Iterable[Any]) -> list[Any]:
-    unique = {v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    unique = {v for v in values if not is_missing(v)}
     return sorted(unique, key=lambda v: (str(type(v)), v))
 
 
@@ -423,9 +431,56 @@ def provenance_header(command: str, runs: pd.DataFrame, *, runs_root: str | None
         ),
         "> - commits recorded by the runs: "
         + (", ".join(f"`{c}`" for c in run_commits) if run_commits else MISSING),
+        "> - environments recorded by the runs: " + environment_summary(runs),
+        "> - data read by the runs (sha256): " + data_summary(runs),
         f"> - date: {date}",
     ]
     return "\n".join(lines) + "\n"
+
+
+# environment keys of summary.json named in provenance headers, with their labels
+_ENVIRONMENT_FACTS = (
+    ("environment.packages.torch", "torch"),
+    ("environment.device", "device"),
+    ("environment.cpu", "cpu"),
+    ("environment.cpu_capability", "kernels"),
+    ("environment.num_threads", "threads"),
+)
+
+
+def environment_summary(runs: pd.DataFrame) -> str:
+    """The distinct environments the runs recorded (torch, device, CPU, kernels, threads), with
+    how many runs had each; "missing" for runs made before runs recorded them."""
+    columns = [(c, label) for c, label in _ENVIRONMENT_FACTS if c in runs]
+    if not columns or not len(runs):
+        return MISSING
+    combos: dict[str, int] = {}
+    for _, run in runs.iterrows():
+        facts = [f"{label} {_plain(run[c])}" for c, label in columns if not is_missing(run[c])]
+        key = ", ".join(facts) if facts else "not recorded"
+        combos[key] = combos.get(key, 0) + 1
+    return "; ".join(f"{key} ({n} runs)" for key, n in sorted(combos.items()))
+
+
+def _plain(value: Any) -> Any:
+    # pandas turns an int column with gaps into floats
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def data_summary(runs: pd.DataFrame) -> str:
+    """Each data file the runs read with its sha256 (first 16 hex digits); a file read with
+    different contents by different runs is listed once per version, marked **differs**."""
+    prefix = "data_sha256."
+    columns = sorted(c for c in runs if c.startswith(prefix))
+    if not columns:
+        return "none (data made in memory)" if "environment.device" in runs else MISSING
+    parts = []
+    for column in columns:
+        digests = _sorted_unique(runs[column])
+        name = column.removeprefix(prefix)
+        mark = " **differs between runs**" if len(digests) > 1 else ""
+        parts.append(f"`{name}` " + " / ".join(f"`{d[:16]}`" for d in digests) + mark)
+    return ", ".join(parts)
 
 
 def write_markdown(path: str | os.PathLike[str], header: str, body: str) -> Path:

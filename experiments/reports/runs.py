@@ -22,6 +22,7 @@ import torch
 
 from experiments.core.io import atomic_write
 from experiments.reports import common as tables
+from experiments.reports.common import is_missing
 from kinetics.metrics import max_offdiag_abs_cos, rho
 
 __all__ = [
@@ -58,11 +59,6 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- run helpers
-
-
-def is_missing(value: Any) -> bool:
-    """None or a float NaN (what pandas leaves where a run lacks a key)."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def activation_name(value: Any) -> str:

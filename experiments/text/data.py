@@ -63,7 +63,8 @@ class _LogitsMacroF1(MacroF1):
 @dataclass
 class TextData(TaskDefaults):
     """Tokenised train / test tables (``datasets.Dataset`` with ``input_ids``, ``attention_mask``,
-    ``labels``, ...) and what training a sequence classifier on them needs."""
+    ``labels``, ...) and what training a sequence classifier on them needs. ``files``: what the
+    raw tables were read from (local files, or the hub data's Arrow cache)."""
 
     train: Any
     test: Any
@@ -74,6 +75,7 @@ class TextData(TaskDefaults):
     train_loss: Callable[[Any, Tensor], Tensor] = cross_entropy
     eval_loss: Callable[[Any, Tensor], Tensor] = cross_entropy
     columns: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
 
     @property
     def metric_fns(self) -> dict[str, MetricFn]:
@@ -203,6 +205,7 @@ def build_text_data(
     test_limit: int | None,
     num_labels: int | None,
     where: str,
+    files: Sequence[Path] = (),
 ) -> TextData:
     """Tokenise ``{"train": table, "test": table}`` (``datasets.Dataset``) into a :class:`TextData`."""
     if truncation_side not in ("right", "left"):
@@ -258,6 +261,7 @@ def build_text_data(
         label_names=names,
         macro_f1=macro_f1,
         columns=list(text_columns),
+        files=list(files),
     )
 
 
@@ -328,6 +332,7 @@ def text_files(
         test_limit=test_limit,
         num_labels=num_labels,
         where=f"{files['train'].parent}",
+        files=list(files.values()),
     )
 
 
@@ -379,6 +384,11 @@ def hub_text(
         test_limit=test_limit,
         num_labels=num_labels,
         where=call,
+        files=[
+            Path(entry["filename"])
+            for split in (train_split, test_split)
+            for entry in tables[split].cache_files
+        ],
     )
 
 

@@ -158,6 +158,9 @@ class VisionData(TaskDefaults):
     ``input_size`` is ``(C, H, W)`` of the test images (train crops may be smaller, e.g. RSB A3).
     ``train_loss`` accepts class indices and soft targets; ``eval_loss`` is plain cross-entropy
     (timm's validation loss). ``mixup``: a ``timm.data.Mixup`` applied to every train batch, or None.
+    ``files``: the files the images were read from, hashed into each run's ``summary.json``
+    (CIFAR's batches, Fashion-MNIST's IDX files; none for ImageNet, whose 150 GB would take
+    minutes to hash per run: its identity is the public release).
     """
 
     train: Dataset
@@ -170,6 +173,7 @@ class VisionData(TaskDefaults):
     eval_loss: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     mixup: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
     classes: list[str] | None = None
+    files: list[Path] = field(default_factory=list)
 
     @property
     def metric_fns(self) -> dict[str, MetricFn]:
@@ -379,6 +383,7 @@ def _cifar(
         std=std,
         train_loss=ClassificationLoss(),
         classes=list(train.classes),
+        files=[root_path / cls.base_folder],
     )
 
 
@@ -634,6 +639,7 @@ def fashion_mnist(
         std=(std_,) * channels,
         train_loss=ClassificationLoss(),
         classes=list(FASHION_MNIST_CLASSES),
+        files=[path for path in paths.values() if path is not None],
     )
 
 

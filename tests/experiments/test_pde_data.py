@@ -372,6 +372,16 @@ def test_save_load_roundtrip_is_atomic_and_checked(tmp_path: Path) -> None:
         save_dataset(tmp_path / "set.npz", tensors, {})
 
 
+def test_the_same_tensors_give_the_same_bytes_under_any_name(tmp_path: Path) -> None:
+    # runs record the data file's sha256: a regenerated file with equal tensors must match
+    tensors = {"a_8": torch.randn(2, 8)}
+    first, _ = save_dataset(tmp_path / "one" / "set.pt", tensors, {})
+    second, _ = save_dataset(tmp_path / "two.pt", tensors, {})
+    assert first.read_bytes() == second.read_bytes()
+    third, _ = save_dataset(tmp_path / "three.pt", {"a_8": tensors["a_8"] + 1e-7}, {})
+    assert third.read_bytes() != first.read_bytes()
+
+
 def _load_cli():
     spec = importlib.util.spec_from_file_location("generate_pde", ROOT / "scripts/generate_pde.py")
     module = importlib.util.module_from_spec(spec)

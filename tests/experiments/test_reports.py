@@ -185,7 +185,10 @@ def test_provenance_header(tmp_path: Path) -> None:
     assert lines[3].startswith("> - git commit: `")
     assert "2 run directories" in lines[4] and "seeds found: 0, 2" in lines[4]
     assert "`abc1234`" in lines[5]
-    assert lines[6].startswith("> - date: 20") and lines[6].endswith("UTC")
+    # runs made before runs recorded their environment and data digests
+    assert lines[6] == "> - environments recorded by the runs: missing"
+    assert lines[7] == "> - data read by the runs (sha256): missing"
+    assert lines[8].startswith("> - date: 20") and lines[8].endswith("UTC")
 
 
 # --------------------------------------------------------------------------- render: KO Fig. 2

@@ -14,6 +14,7 @@ from fixtures_lm import tiny_gpt2_overrides, write_token_data, write_tokenizer
 from helpers import read_metrics, run_inprocess, run_torchrun, without_times
 
 from experiments.core.errors import ConfigError, MissingDataError
+from experiments.core.io import sha256_file
 from experiments.engine.callbacks import Callback
 
 pytest.importorskip("transformers")
@@ -81,6 +82,9 @@ def test_gpt2_trains_and_exports_a_stock_checkpoint(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["export"] == "export" and summary["units_per_sample"] == 16
     assert summary["flops_per_s"] > 0
+    # the shards' digests as index.json records them, which are those of the bytes on disk
+    shards = sorted(lm_data.glob("*.bin"))
+    assert summary["data_sha256"] == {f"{lm_data.name}/{f.name}": sha256_file(f) for f in shards}
 
 
 def test_qwen2_with_soft_collision_on_the_last_block(lm_data: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from fixtures_pde import write_airfoil_fixture
 from helpers import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.core.errors import ConfigError
+from experiments.core.io import sha256_file
 from experiments.pde import generate as gen
 from experiments.pde.data import MissingPDEDataError, burgers, generate_command, heat, navier_stokes
 from experiments.pde.io import save_dataset
@@ -88,6 +89,8 @@ def test_burgers_builder_splits_and_resolutions(burgers_file: Path) -> None:
     assert [x.shape[0] for x, _ in train] == [3, 3, 1]
     assert [x.shape[0] for x, _ in test] == [3]  # eval_batch_size None: one batch
     assert set(data.metric_fns) == {"mse", "rel_l2", "rmse"}
+    # the generated file's bytes, named by file so another data dir records the same
+    assert data.data_digests() == {burgers_file.name: sha256_file(burgers_file)}
 
 
 def test_time_series_builder_windows(heat_file: Path) -> None:

@@ -78,6 +78,13 @@ def test_bare_run_writes_every_file(tmp_path: Path) -> None:
     assert summary["seed"] == 0
     assert summary["test_loss"] == last["test_loss"]
     assert "run.py" in summary["command"]
+    # the run's identity beyond code and config: what its bits depend on
+    env = summary["environment"]
+    assert env["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert env["num_threads"] == torch.get_num_threads()
+    assert env["device"] == "cpu"
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert summary["data_sha256"] == {}  # sin5d is made in memory from the config
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["model"]["name"] == "mlp"

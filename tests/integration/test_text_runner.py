@@ -21,6 +21,7 @@ from fixtures_text import (
 from helpers import kill_and_resume, read_metrics, run_inprocess, run_torchrun
 
 from experiments.core.errors import ConfigError, MissingDataError
+from experiments.core.io import sha256_file
 
 pytest.importorskip("transformers")
 REPO = Path(__file__).resolve().parents[2]
@@ -81,6 +82,9 @@ def test_ko_on_the_head_trains_a_sentence_classifier(
         assert last["collision_rate.classifier"] is not None
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["num_params"] > 0
+    assert summary["data_sha256"] == {
+        text_data[split].name: sha256_file(text_data[split]) for split in ("train", "test")
+    }
 
 
 def test_kiti_bert_on_sentence_pairs_logs_rates_and_macro_f1(

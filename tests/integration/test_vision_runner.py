@@ -10,6 +10,7 @@ from fixtures_vision import write_cifar10, write_fashion_mnist
 from helpers import kill_and_resume, read_metrics, run_inprocess
 
 from experiments.core.errors import ConfigError
+from experiments.core.io import sha256_file
 
 TINY = ["model.base_width=4", "trainer.batch_size=8", "trainer.epochs=2"]
 
@@ -121,3 +122,7 @@ def test_summary_holds_the_model_cost(tmp_path: Path, cifar_root: Path) -> None:
     assert summary["num_params"] > 0
     assert summary["mflops_train"] > summary["mflops"] > 0  # the collisions' matrix products
     assert 0 < summary["mmacs_imagenet_stem"] < summary["mflops"] / 2  # a 4x smaller map
+    batches = sorted((cifar_root / "cifar-10-batches-py").iterdir())
+    assert summary["data_sha256"] == {
+        f"cifar-10-batches-py/{f.name}": sha256_file(f) for f in batches if f.is_file()
+    }
