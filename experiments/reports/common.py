@@ -445,6 +445,7 @@ _ENVIRONMENT_FACTS = (
     ("environment.cpu", "cpu"),
     ("environment.cpu_capability", "kernels"),
     ("environment.num_threads", "threads"),
+    ("environment.variables.MKL_CBWR", "MKL_CBWR"),
 )
 
 
