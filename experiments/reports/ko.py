@@ -214,9 +214,11 @@ def _render_ko_condensation(
     body = f"""{setting}
 
 **The paper gives no numbers for this figure** (KO {figure} is heat maps only): its claim is
-qualitative, {claim}. Below, our final max |cos| (KO Fig. 3's "neuron similarity") and ρ (KITINet Def. I.1,
-mean |cos| over neuron pairs) quantify it; cells are mean ± std over seeds (n = runs);
-"missing" = no run produced that cell.
+qualitative:
+{claim}.
+Below, our final max |cos| (KO Fig. 3's "neuron similarity") and ρ (KITINet Def. I.1, mean |cos|
+over neuron pairs) quantify it; cells are mean ± std over seeds (n = runs); "missing" = no run
+produced that cell.
 
 ![KO {figure} grid]({grid.name})
 
