@@ -14,10 +14,38 @@ from experiments.reports.runs import collect, rate_columns
 
 
 def _swept_keys(df: pd.DataFrame) -> list[str]:
-    """Config keys whose values differ between runs, seeds and per-run paths excluded."""
-    ignored = tables.mixed_config_keys(df.assign(_all=0), ["_all"])
-    varying = ignored.get((0,), [])
-    return [k for k in varying if not k.startswith("experiment_name")]
+    """The config keys the sweep varied: of the keys whose values differ between runs (seeds and
+    per-run paths excluded), those its command lines named (``model.kitinet_layers=1``, or
+    ``collision=soft`` for ``collision.name``) and any other key they do not determine.
+
+    Switching a config group changes many keys at once (``collision=kitinet`` brings ``dt`` and
+    ``collision_heads``); those follow from ``collision.name`` and get no column of their own.
+    """
+    mixed = tables.mixed_config_keys(df.assign(_all=0), ["_all"])
+    varying = [k for k in mixed.get((0,), []) if not k.startswith("experiment_name")]
+    named = _overridden_keys(df)
+    # named keys first, then the ones with the most distinct values (they determine the most)
+    order = sorted(varying, key=lambda k: (k not in named, -_distinct(df, [k]), k))
+    kept: list[str] = []
+    for key in order:
+        if not kept or _distinct(df, [*kept, key]) > _distinct(df, kept):
+            kept.append(key)
+    return sorted(kept)
+
+
+def _distinct(df: pd.DataFrame, keys: list[str]) -> int:
+    return len(df[keys].astype(str).drop_duplicates())
+
+
+def _overridden_keys(df: pd.DataFrame) -> set[str]:
+    """The config keys the runs' command-line overrides set (a group's choice sets
+    ``<group>.name``)."""
+    keys: set[str] = set()
+    for overrides in df.get("overrides", pd.Series(dtype=object)).dropna():
+        for item in overrides if isinstance(overrides, (list, tuple)) else ():
+            key = str(item).split("=", 1)[0].lstrip("+~")
+            keys.add(key if "." in key else f"{key}.name")
+    return keys
 
 
 @REPORTS.register(name="sweep")

@@ -524,6 +524,29 @@ def test_render_sweep_groups_by_the_swept_keys(tmp_path: Path) -> None:
     assert vanilla.rstrip(" |").endswith("missing")
 
 
+def test_render_sweep_gives_keys_a_group_switch_brings_no_column(tmp_path: Path) -> None:
+    # collision=kitinet brings dt and another coll_coef with it: they follow from collision.name
+    for seed in (0, 1):
+        for name, extra in (("none", {}), ("kitinet", {"dt": 1.0, "coll_coef": 0.5})):
+            run = write_run(
+                tmp_path / "runs",
+                f"{name}_{seed}",
+                seed=seed,
+                collision=name,
+                summary={
+                    "test_loss": 1.0 + seed,
+                    "overrides": [f"collision={name}", f"seed={seed}"],
+                },
+                extra_config={"collision": {"name": name, "coll_coef": 0.1, **extra}},
+            )
+            assert run.is_dir()
+    render("sweep", tmp_path / "runs", tmp_path / "out")
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "# Sweep over `collision.name`\n" in text
+    header = next(line for line in text.splitlines() if line.startswith("| collision.name"))
+    assert "dt" not in header and "coll_coef" not in header
+
+
 # --------------------------------------------------------------------------- render: CIFAR tables
 
 
