@@ -99,7 +99,9 @@ def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
 
     A tree with uncommitted changes to tracked files gets the suffix ``" (with uncommitted
     changes)"``, so a result is never attributed to a commit that did not produce it; outside a
-    git checkout the answer is ``"unknown"``. Read-only: ``--no-optional-locks`` keeps
+    git checkout the answer is ``"unknown"``. Changes under ``results/`` do not count: they are
+    rendered outputs, which no run reads (a target that renders one result and then runs the next
+    would otherwise mark every later run). Read-only: ``--no-optional-locks`` keeps
     ``git status`` from rewriting the index.
     """
     directory = Path(directory or Path(__file__).resolve().parent)
@@ -118,7 +120,8 @@ def git_commit(directory: str | os.PathLike[str] | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     try:
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        outputs = ":(top,exclude)results"
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", outputs))
     except (OSError, subprocess.SubprocessError):
         dirty = False
     return f"{commit} (with uncommitted changes)" if dirty else commit

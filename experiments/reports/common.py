@@ -469,18 +469,27 @@ def _plain(value: Any) -> Any:
 
 
 def data_summary(runs: pd.DataFrame) -> str:
-    """Each data file the runs read with its sha256 (first 16 hex digits); a file read with
-    different contents by different runs is listed once per version, marked **differs**."""
+    """Each data file the runs read with its sha256 (first 16 hex digits). Where the runs of
+    several experiments read different files of one name (each data set's ``train.csv``), each
+    digest names its experiments; a file read with different contents by runs of *one*
+    experiment is marked **differs between runs**."""
     prefix = "data_sha256."
     columns = sorted(c for c in runs if c.startswith(prefix))
     if not columns:
         return "none (data made in memory)" if "environment.device" in runs else MISSING
+    experiments = (
+        runs["experiment_name"] if "experiment_name" in runs else pd.Series("", runs.index)
+    )
     parts = []
     for column in columns:
-        digests = _sorted_unique(runs[column])
-        name = column.removeprefix(prefix)
-        mark = " **differs between runs**" if len(digests) > 1 else ""
-        parts.append(f"`{name}` " + " / ".join(f"`{d[:16]}`" for d in digests) + mark)
+        seen = runs[column].map(lambda v: None if is_missing(v) else v)
+        digests = _sorted_unique(seen)
+        users = {d: _sorted_unique(experiments[seen == d].astype(str)) for d in digests}
+        mixed = any(seen[experiments == e].nunique() > 1 for e in experiments.unique())
+        named = len(digests) > 1 and not mixed
+        cells = [f"`{d[:16]}`" + (f" ({', '.join(users[d])})" if named else "") for d in digests]
+        mark = " **differs between runs**" if mixed else ""
+        parts.append(f"`{column.removeprefix(prefix)}` " + " / ".join(cells) + mark)
     return ", ".join(parts)
 
 

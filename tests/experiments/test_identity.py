@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from experiments.core.io import file_digests
+from experiments.core.io import file_digests, git_commit
 from experiments.engine.runtime import environment
 from experiments.reports.common import data_summary, environment_summary
 
@@ -74,3 +74,36 @@ def test_headers_list_environments_and_flag_data_that_differ() -> None:
     assert f"`set/b.bin` `{'b' * 16}` / `{'c' * 16}` **differs between runs**" in data
     assert data_summary(runs[["environment.device"]]) == "none (data made in memory)"
     assert environment_summary(pd.DataFrame({"seed": [0]})) == "missing"
+
+
+def test_rendered_results_do_not_mark_a_commit_dirty(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 40
+    (tmp_path / "results" / "table.md").write_text("new\n")  # a renderer wrote a result
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == f"{clean} (with uncommitted changes)"
+
+
+def test_each_experiments_own_file_of_one_name_is_not_a_difference() -> None:
+    runs = pd.DataFrame(
+        {
+            "experiment_name": ["sentiment", "sentiment", "topics"],
+            "environment.device": ["cpu"] * 3,
+            "data_sha256.train.csv": ["a" * 64, "a" * 64, "b" * 64],
+        }
+    )
+    assert data_summary(runs) == f"`train.csv` `{'a' * 16}` (sentiment) / `{'b' * 16}` (topics)"
+    runs.loc[1, "data_sha256.train.csv"] = "c" * 64
+    assert data_summary(runs).endswith("**differs between runs**")
