@@ -79,7 +79,7 @@ table-kitinet-skip: $(STAMP)  ## KITINet §5.7 6-layer skip net: KITINet in the 
 	$(PORTABLE_KERNELS) $(PY) run.py --multirun experiment=kitinet/skip seed=$(SEEDS) hydra.sweep.dir=multirun/kitinet_skip $(HYDRA_ARGS)
 	$(PY) scripts/render.py sweep --runs multirun/kitinet_skip --out results/kitinet_skip
 
-mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, small ResNet-18, SGD / +S.C. / +H.C. / KITI, 3 seeds -> results/mini_vision/
+mini-vision: $(STAMP)  ## CPU-scale replication on real data: Fashion-MNIST, small ResNet-18, SGD / +S.C. / +H.C. / KITI, 3 seeds, ~65 min here (one thread) -> results/mini_vision/
 	bash scripts/fetch_fashion_mnist.sh
 	$(PY) run.py --multirun experiment=mini/vision seed=$(SEEDS) hydra.sweep.dir=multirun/mini_vision $(HYDRA_ARGS)
 	$(PY) scripts/render.py sweep --runs multirun/mini_vision --out results/mini_vision
@@ -201,7 +201,7 @@ ifneq ($(RENDER_ONLY),1)
 endif
 	$(PY) scripts/render.py kitinet-fig2 --runs multirun/kitinet_pde --out results/kitinet_fig2
 
-mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~25 min here (RENDER_ONLY=1) -> results/mini_pde/
+mini-pde: $(STAMP)  ## CPU-scale KITINet Table 4 / Fig. 2(a): Burgers at 256 points, FNO vs KITI-FNO (3 seeds) + a collision_heads sweep, ~18 min here (RENDER_ONLY=1) -> results/mini_pde/
 ifneq ($(RENDER_ONLY),1)
 	test -f $(PDE_DATA)/burgers_256.json || $(PY) scripts/generate_pde.py burgers --n 600 --resolutions 256 --threads 1 --out $(PDE_DATA)/burgers_256.pt
 	$(PY) run.py --multirun experiment=mini/pde seed=$(SEEDS) hydra.sweep.dir=multirun/mini_pde/mini_pde $(HYDRA_ARGS)
@@ -255,7 +255,7 @@ endif
 MINI_TEXT_SENTIMENT_ROWS := mini/text_sentiment mini/text_sentiment_kiti
 MINI_TEXT_TOPICS_ROWS := mini/text_topics mini/text_topics_kiti
 
-mini-text: $(STAMP)  ## CPU-scale KO Table 3 / KITINet Table 5 on offline data: MiniLM-L6, sentiment + topics x {AdamW, S.C., H.C., KITI}, 3 seeds, ~1 h here (RENDER_ONLY=1) -> results/mini_text/
+mini-text: $(STAMP)  ## CPU-scale KO Table 3 / KITINet Table 5 on offline data: MiniLM-L6, sentiment + topics x {AdamW, S.C., H.C., KITI}, 3 seeds, ~45 min here (RENDER_ONLY=1) -> results/mini_text/
 ifneq ($(RENDER_ONLY),1)
 	$(MAKE) -o $(STAMP) text-data
 	($(call run_rows,$(MINI_TEXT_SENTIMENT_ROWS),mini_text)) & sentiment=$$!; \
