@@ -10,6 +10,7 @@ from __future__ import annotations
 import experiments.reports.kitinet
 import experiments.reports.ko
 import experiments.reports.lm
+import experiments.reports.mini_lm
 import experiments.reports.pde
 import experiments.reports.sweep
 import experiments.reports.text  # noqa: F401

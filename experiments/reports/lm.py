@@ -1,8 +1,8 @@
 """Language-model renderers: KITINet Table 1 (GPT-2 small..XL pretrained from scratch, vanilla vs
 KITI: lm-eval accuracy on MMLU, ARC-C/E, HellaSwag, WinoGrande), KITINet Table 2 (GPT-2 pretrained
 further, vanilla vs KITI: perplexity of the correct answers of GSM8K, MATH, MathQA, OCW), KO Table 6
-(Qwen2-0.5B / 1.5B, AdamW vs +S.C.: lm-eval accuracy on six benchmarks) and ``mini-lm`` (the three
-at CPU scale, validation and FAQ answer perplexity standing in for the benchmarks).
+(Qwen2-0.5B / 1.5B, AdamW vs +S.C.: lm-eval accuracy on six benchmarks), and the reading of LM runs,
+gains and cells that :mod:`experiments.reports.mini_lm` (the three at CPU scale) shares.
 
 What a run directory gives: ``summary.json`` (the final ``test_loss`` / ``test_perplexity``, which
 are the validation split's, ``collision_rate.<site>`` of each KITINet module and
@@ -38,10 +38,8 @@ from experiments.reports import common as tables
 from experiments.reports.runs import (
     NOISE_RULE,
     Gain,
-    claim_sentence,
     collect,
     collision_name,
-    config_values,
     format_signed,
     gain_cell,
     is_missing,
@@ -51,20 +49,26 @@ from experiments.reports.runs import (
     ordered,
     plain,
     rate_columns,
-    save_png,
     stats_cell,
 )
 
 __all__ = [
     "LM_EVAL_FILE",
     "SEGain",
+    "absolute_reductions",
     "lm_runs",
+    "numeric_column",
+    "overheads",
+    "paper_cell",
+    "paper_quote",
     "relative_reductions",
     "render_kitinet_table1",
     "render_kitinet_table2",
     "render_ko_table6",
-    "render_mini_lm",
+    "runs_table",
     "se_gain",
+    "speed_cell",
+    "write_runs_json",
 ]
 
 LM_EVAL_FILE = "lm_eval.json"
@@ -139,7 +143,7 @@ def _history(run_dir: Path, sites: Sequence[str]) -> dict[str, Any]:
     return history
 
 
-def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+def numeric_column(df: pd.DataFrame, column: str) -> pd.Series:
     if column not in df:
         return pd.Series(math.nan, index=df.index, dtype=float)
     return pd.to_numeric(df[column], errors="coerce")
@@ -164,8 +168,8 @@ def lm_runs(runs: Path) -> pd.DataFrame:
             df[column] = pd.Series(None, index=df.index, dtype=object)
     df["model"] = df["model.name"].map(lambda v: tables.MISSING if is_missing(v) else str(v))
     df["collision"] = df["collision.name"].map(collision_name)
-    df["ppl"] = _numeric(df, "test_perplexity")
-    df["val_loss"] = _numeric(df, "test_loss")
+    df["ppl"] = numeric_column(df, "test_perplexity")
+    df["val_loss"] = numeric_column(df, "test_loss")
     sites = rate_columns(df)
     scores = [eval_scores(Path(str(run_dir))) for run_dir in df["run_dir"]]
     history = [_history(Path(str(run_dir)), sites) for run_dir in df["run_dir"]]
@@ -188,11 +192,11 @@ def _site_summary(df: pd.DataFrame, sites: Sequence[str]) -> pd.DataFrame:
     ``rate_final`` (the mean of the final rates); and ``alignment``, the mean over the KO-collided
     layers of the final ``collision_alignment.<layer>``."""
     means = pd.DataFrame(
-        {site: _numeric(df, f"rate_mean:{site}") for site in sites}, index=df.index
+        {site: numeric_column(df, f"rate_mean:{site}") for site in sites}, index=df.index
     )
-    finals = pd.DataFrame({site: _numeric(df, site) for site in sites}, index=df.index)
+    finals = pd.DataFrame({site: numeric_column(df, site) for site in sites}, index=df.index)
     aligned = [c for c in df.columns if str(c).startswith("collision_alignment.")]
-    alignment = pd.DataFrame({c: _numeric(df, c) for c in aligned}, index=df.index)
+    alignment = pd.DataFrame({c: numeric_column(df, c) for c in aligned}, index=df.index)
     return pd.DataFrame(
         {
             "rate_sites": means.notna().sum(axis=1),
@@ -240,7 +244,7 @@ def se_gain_cell(gain: SEGain) -> str:
 
 
 def _by_seed(df: pd.DataFrame, metric: str) -> pd.Series:
-    values = _numeric(df, metric)
+    values = numeric_column(df, metric)
     return values[values.notna()].groupby(df.loc[values.notna(), "seed"]).mean()
 
 
@@ -251,12 +255,12 @@ def relative_reductions(base: pd.DataFrame, other: pd.DataFrame, metric: str) ->
     return [100.0 * (a[s] - b[s]) / a[s] for s in sorted(a.index.intersection(b.index)) if a[s]]
 
 
-def _absolute_reductions(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> list[float]:
+def absolute_reductions(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> list[float]:
     a, b = _by_seed(base, metric), _by_seed(other, metric)
     return [float(a[s] - b[s]) for s in sorted(a.index.intersection(b.index))]
 
 
-def _overheads(base: pd.DataFrame, other: pd.DataFrame) -> list[float]:
+def overheads(base: pd.DataFrame, other: pd.DataFrame) -> list[float]:
     """Extra time per token of ``other`` over ``base`` in %, per seed run in both."""
     a, b = _by_seed(base, "tokens_per_s"), _by_seed(other, "tokens_per_s")
     return [100.0 * (a[s] / b[s] - 1.0) for s in sorted(a.index.intersection(b.index)) if b[s]]
@@ -293,12 +297,12 @@ def score_cell(group: pd.DataFrame, task: str, metric: str, *, scale: float, dec
     ``25.3 ± 0.2 (n=3; SE 0.35)`` (SE: the mean of the runs'); "missing" without a run.
 
     A task that was evaluated but has no such metric (MMLU has no acc_norm) says so."""
-    values = _numeric(group, f"eval:{task}:{metric}").dropna() * scale
+    values = numeric_column(group, f"eval:{task}:{metric}").dropna() * scale
     if not len(values):
-        if _numeric(group, f"eval:{task}:acc").notna().any():
+        if numeric_column(group, f"eval:{task}:acc").notna().any():
             return f"n/a ({task} has no {metric})"
         return tables.MISSING
-    ses = _numeric(group, f"eval:{task}:{metric}_stderr").dropna() * scale
+    ses = numeric_column(group, f"eval:{task}:{metric}_stderr").dropna() * scale
     se = f"SE {ses.mean():.{decimals + 1}f}" if len(ses) else ""
     if len(values) == 1:
         return f"{values.iloc[0]:.{decimals}f}" + (f" ({se})" if se else "")
@@ -323,7 +327,7 @@ def _rate_cell(group: pd.DataFrame, collision: str) -> str:
     )
 
 
-def _speed_cell(values: pd.Series) -> str:
+def speed_cell(values: pd.Series) -> str:
     """Tokens/s as whole numbers, ``mean ± std (n=k)`` ("missing" without a value)."""
     numbers = [float(v) for v in values.dropna()]
     if not numbers:
@@ -334,7 +338,7 @@ def _speed_cell(values: pd.Series) -> str:
 
 
 def _alignment_cell(group: pd.DataFrame) -> str:
-    values = _numeric(group, "alignment").dropna()
+    values = numeric_column(group, "alignment").dropna()
     return stats_cell(values, digits=3) if len(values) else tables.NOT_APPLICABLE
 
 
@@ -345,7 +349,7 @@ def _claim(paper: Mapping[str, Any], name: str, claim_id: str) -> Mapping[str, A
     raise KeyError(f"{name} has no claim {claim_id!r}")
 
 
-def _quote(paper: Mapping[str, Any], name: str, claim_id: str) -> str:
+def paper_quote(paper: Mapping[str, Any], name: str, claim_id: str) -> str:
     """The claim's quote and location as a markdown quote line (from paper_tables.yaml)."""
     claim = _claim(paper, name, claim_id)
     who = "KO" if name == "ko" else "KITINet"
@@ -383,7 +387,7 @@ RUN_KEYS = (
 )
 
 
-def _write_runs_json(out: Path, df: pd.DataFrame) -> Path:
+def write_runs_json(out: Path, df: pd.DataFrame) -> Path:
     evals = sorted(c for c in df.columns if c.startswith("eval:"))
     path = out / "runs.json"
     atomic_write_json(path, _records_json(df, [*RUN_KEYS, *evals]))
@@ -428,12 +432,14 @@ def _accuracy_runs(runs: Path, spec: AccuracyTable) -> pd.DataFrame:
     the table's benchmarks, as the paper's Avg, for runs that have all of them."""
     df = lm_runs(runs)
     df["variant"] = df["collision"].map(spec.variant)
-    accs = pd.DataFrame({task: _numeric(df, f"eval:{task}:acc") for task in spec.tasks.values()})
+    accs = pd.DataFrame(
+        {task: numeric_column(df, f"eval:{task}:acc") for task in spec.tasks.values()}
+    )
     df[f"eval:{AVG}:acc"] = accs.mean(axis=1).where(accs.notna().all(axis=1))
     return df
 
 
-def _paper_cell(value: Any) -> tuple[float, float]:
+def paper_cell(value: Any) -> tuple[float, float]:
     """(mean, stderr) of a paper cell (NaN where it prints none)."""
     if isinstance(value, Mapping):
         return float(value.get("mean", math.nan)), float(value.get("stderr", math.nan))
@@ -509,8 +515,8 @@ Over the benchmark cells ({AVG} excluded), {treatment} vs {baseline}: ours
 
 def _ours_gain(groups: Sequence[pd.DataFrame], task: str) -> SEGain:
     """Treatment − baseline of a task's acc in points, with the rows' mean lm-eval SEs."""
-    means = [_mean(_numeric(g, f"eval:{task}:acc")) * 100 for g in groups]
-    ses = [_mean(_numeric(g, f"eval:{task}:acc_stderr")) * 100 for g in groups]
+    means = [_mean(numeric_column(g, f"eval:{task}:acc")) * 100 for g in groups]
+    ses = [_mean(numeric_column(g, f"eval:{task}:acc_stderr")) * 100 for g in groups]
     return se_gain(means[0], ses[0], means[1], ses[1])
 
 
@@ -518,7 +524,7 @@ def _paper_gain(
     paper: Mapping[str, Any], spec: AccuracyTable, names: Sequence[str], column: str
 ) -> SEGain:
     cells = [
-        _paper_cell(tables.paper_value(spec.paper, spec.table, n, column, tables=paper))
+        paper_cell(tables.paper_value(spec.paper, spec.table, n, column, tables=paper))
         for n in names
     ]
     (a, a_se), (b, b_se) = [(m * spec.paper_points, s * spec.paper_points) for m, s in cells]
@@ -534,7 +540,7 @@ COLUMN_NAMES = {
 }
 
 
-def _runs_table(
+def runs_table(
     rows: Sequence[tuple[str, pd.DataFrame]],
     columns: Sequence[str],
     *,
@@ -557,9 +563,9 @@ def _runs_table(
                 soft = collision == "soft"
                 cells.append(_alignment_cell(group) if soft else tables.NOT_APPLICABLE)
             elif column == "tokens_per_s":
-                cells.append(_speed_cell(_numeric(group, column)))
+                cells.append(speed_cell(numeric_column(group, column)))
             else:
-                cells.append(stats_cell(_numeric(group, column).dropna()))
+                cells.append(stats_cell(numeric_column(group, column).dropna()))
         body.append(cells)
     names = {**COLUMN_NAMES, **(names or {})}
     return tables.markdown_table(["row", *(names.get(c, c) for c in columns)], body)
@@ -584,7 +590,7 @@ def _training_section(
     what, note = (
         ("KO gradient alignment", ALIGNMENT_NOTE) if soft else ("collision rates", RATE_NOTE)
     )
-    table = _runs_table(rows, ["val_loss", "ppl", "tokens_per_s", "alignment" if soft else "rate"])
+    table = runs_table(rows, ["val_loss", "ppl", "tokens_per_s", "alignment" if soft else "rate"])
     where = f" ({data})" if data else ""
     return f"""## Training: validation perplexity{where}, throughput, {what}
 
@@ -614,7 +620,7 @@ def _accuracy_report(
         for m in models
         for v in spec.variants
     ]
-    quotes = "\n\n".join(_quote(paper, spec.paper, claim) for claim in claims)
+    quotes = "\n\n".join(paper_quote(paper, spec.paper, claim) for claim in claims)
     header = tables.provenance_header(command, df, runs_root=str(runs))
     body = f"""{setting}
 
@@ -633,7 +639,7 @@ The paper's claims on this table:
 {_unplaced_note(df, spec.variants)}
 {mixed_note(df, ["model", "variant"])}"""
     readme = tables.write_markdown(out / "README.md", header, body)
-    return [readme, _write_runs_json(out, df)]
+    return [readme, write_runs_json(out, df)]
 
 
 # --------------------------------------------------------------------------- KITINet Table 1
@@ -749,7 +755,7 @@ def _kitinet_table2_gain_rows(
             metric = f"eval:{PAPER_COLUMNS['kitinet_table2'][column]}:{TABLE2_METRIC}"
             gain = judge_gain(relative_reductions(base, kiti, metric))
             a, b = (
-                _paper_cell(tables.paper_value("kitinet", "table2", n, column, tables=paper))[0]
+                paper_cell(tables.paper_value("kitinet", "table2", n, column, tables=paper))[0]
                 for n in names
             )
             theirs = 100.0 * (a - b) / a if a and not math.isnan(a) and not math.isnan(b) else None
@@ -781,7 +787,10 @@ def render_kitinet_table2(runs: Path, out: Path, command: str) -> list[Path]:
             for column in columns:
                 metric = f"eval:{PAPER_COLUMNS['kitinet_table2'][column]}:{TABLE2_METRIC}"
                 value = tables.paper_value("kitinet", "table2", name, column, tables=paper)
-                cells += [tables.format_paper(value), stats_cell(_numeric(group, metric).dropna())]
+                cells += [
+                    tables.format_paper(value),
+                    stats_cell(numeric_column(group, metric).dropna()),
+                ]
             ppl_rows.append(cells)
     gain_rows, ours, theirs = _kitinet_table2_gain_rows(df, paper, columns, models)
     judged = [g for g in ours if g.n > 1]
@@ -819,478 +828,11 @@ has no standard error from lm-eval, so one seed per row gives no verdict.
 
 Ours: {tally_ours}; the paper's: {tally_paper} cells lower with KITI.
 
-{_quote(paper, "kitinet", "continued_pretraining_ppl")}
+{paper_quote(paper, "kitinet", "continued_pretraining_ppl")}
 
 {_training_section(training, "kitinet", data="OpenWebMath")}
 
 {_unplaced_note(df, KITINET_TABLE1.variants)}
 {mixed_note(df, ["model", "variant"])}"""
     readme = tables.write_markdown(out / "README.md", header, body)
-    return [readme, _write_runs_json(out, df)]
-
-
-# --------------------------------------------------------------------------- mini-lm
-
-MINI_EXPERIMENTS = {
-    "table1": "mini_lm_table1",
-    "table2": "mini_lm_table2",
-    "ko6": "mini_lm_ko_table6",
-}
-MINI_VARIANTS = {
-    "table1": {"none": "vanilla", "kitinet": "KITI"},
-    "table2": {"none": "continued vanilla", "kitinet": "continued KITI"},
-    "ko6": {"none": "AdamW", "soft": "+S.C."},
-}
-MINI_BASE = "pretrained base"
-SEE_TABLE1 = "n/a (Table 1 stand-in: trained and validated on Wikipedia)"
-FAQ_METRIC = f"eval:{FAQ_TASK}:answer_ppl_token"
-CURVES_PNG = "val_ppl_curves.png"
-
-
-def _mini_runs(runs: Path) -> pd.DataFrame:
-    """The mini-lm runs with ``part`` (table1 / table2 / ko6, from ``experiment_name``) and
-    ``variant`` (the row's name); runs of other experiments are dropped."""
-    df = lm_runs(runs)
-    part_of = {name: part for part, name in MINI_EXPERIMENTS.items()}
-    df["part"] = df["experiment_name"].map(lambda e: part_of.get(str(e)))
-    df = df[df["part"].notna()].copy()
-    df["variant"] = [
-        MINI_VARIANTS[part].get(collision, collision)
-        for part, collision in zip(df["part"], df["collision"], strict=True)
-    ]
-    return df
-
-
-def _rows_of(df: pd.DataFrame, part: str, variant: str) -> pd.DataFrame:
-    return df[(df["part"] == part) & (df["variant"] == variant)]
-
-
-def _mean_curve(group: pd.DataFrame) -> pd.Series:
-    """The validation perplexity at each evaluated step, mean over the group's runs."""
-    points = [(s, p) for curve in group["curve"] for s, p in curve]
-    if not points:
-        return pd.Series(dtype=float)
-    frame = pd.DataFrame(points, columns=["step", "ppl"])
-    return frame.groupby("step")["ppl"].mean()
-
-
-def _plot_curves(df: pd.DataFrame, path: Path, provenance: str) -> None:
-    """Validation perplexity over steps, a panel per stand-in, a line per row (mean over seeds,
-    thin lines: the seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (
-        ("table1", "Table 1 stand-in: Wikipedia, from scratch"),
-        ("table2", "Table 2 stand-in: Python docs, continued"),
-        ("ko6", "KO Table 6 stand-in: tiny Qwen2"),
-    )
-    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4), squeeze=False)
-    for ax, (part, title) in zip(axes[0], panels, strict=True):
-        for index, variant in enumerate(MINI_VARIANTS[part].values()):
-            group = _rows_of(df, part, variant)
-            color = f"C{index}"
-            for curve in group["curve"]:
-                if curve:
-                    ax.plot(*zip(*curve, strict=True), color=color, alpha=0.25, linewidth=0.8)
-            mean = _mean_curve(group)
-            if len(mean):
-                ax.plot(mean.index, mean.values, color=color, label=f"{variant} (n={len(group)})")
-        ax.set(title=title, xlabel="step", ylabel="validation perplexity", yscale="log")
-        if ax.get_legend_handles_labels()[0]:  # no curve (no runs): no empty legend
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_png(fig, path, provenance)
-    plt.close(fig)
-
-
-def _steps_to_target(df: pd.DataFrame, paper: Mapping[str, Any]) -> str:
-    """KITINet's "20% fewer training steps", checked on the mean curves of the Table 1 stand-in:
-    the first evaluated step at which KITI's mean validation perplexity is at most vanilla's
-    final one."""
-    vanilla, kiti = (_mean_curve(_rows_of(df, "table1", v)) for v in ("vanilla", "KITI"))
-    claimed = tables.paper_value(
-        "kitinet", "llm_fewer_training_steps", None, "fewer_training_steps_pct", tables=paper
-    )
-    theirs = f"the paper's ~{claimed}% fewer steps (KITINet §5.1)"
-    if not len(vanilla) or not len(kiti):
-        return f"Steps to vanilla's final validation perplexity: missing; {theirs} is not tested."
-    target, last = float(vanilla.iloc[-1]), float(vanilla.index[-1])
-    reached = kiti[kiti <= target]
-    spacing = float(pd.Series(vanilla.index).diff().median()) if len(vanilla) > 1 else last
-    resolution = f"evaluations every {spacing:g} steps: a resolution of {100 * spacing / last:.0f}%"
-    if not len(reached):
-        return (
-            f"On the mean curves, KITI's validation perplexity never reached vanilla's final "
-            f"{tables.format_number(target)} within {last:g} steps (KITI's best: "
-            f"{tables.format_number(float(kiti.min()))}); {theirs} is not replicated at this scale."
-        )
-    step = float(reached.index[0])
-    if step >= last:
-        return (
-            f"On the mean curves, KITI's validation perplexity reached vanilla's final "
-            f"{tables.format_number(target)} only at the last evaluation (step {last:g}; "
-            f"{resolution}): no saving in steps measurable; {theirs} is not replicated at this "
-            "scale."
-        )
-    saving = 100.0 * (1.0 - step / last)
-    size = "larger" if saving > float(claimed) else "smaller"
-    return (
-        f"On the mean curves, KITI's validation perplexity reached vanilla's final "
-        f"{tables.format_number(target)} at step {step:g} of {last:g}: {saving:.0f}% fewer steps "
-        f"({resolution}); same direction as {theirs}, {size} at this scale."
-    )
-
-
-class Comparison(NamedTuple):
-    """Two rows of mini-lm compared on a perplexity, paired by seed."""
-
-    key: str  # how the claims refer to it
-    label: str
-    metric: str
-    base: tuple[str, str]  # (part, variant)
-    other: tuple[str, str]
-
-
-def _ppl_gain_rows(
-    df: pd.DataFrame, comparisons: Sequence[Comparison]
-) -> tuple[list[list[str]], dict[str, Gain]]:
-    """Rows ``comparison | base − other | relative reduction (%) | verdict`` (paired by seed),
-    and each comparison's gain (the relative reduction's) by key."""
-    rows, gains = [], {}
-    for comparison in comparisons:
-        base, other = _rows_of(df, *comparison.base), _rows_of(df, *comparison.other)
-        absolute = judge_gain(_absolute_reductions(base, other, comparison.metric))
-        relative = judge_gain(relative_reductions(base, other, comparison.metric))
-        gains[comparison.key] = relative
-        rows.append([comparison.label, gain_cell(absolute), gain_cell(relative), relative.verdict])
-    return rows, gains
-
-
-GAIN_HEADERS = ["comparison", "reduction (perplexity)", "relative reduction (%)", "verdict"]
-
-
-def _mini_table(
-    df: pd.DataFrame,
-    rows: Sequence[tuple[str, str, str]],
-    columns: Sequence[str],
-    notes: Mapping[tuple[str, str], str] | None = None,
-) -> str:
-    """:func:`_runs_table` of mini-lm rows given as ``(label, part, variant)``."""
-    groups = [(label, _rows_of(df, part, variant)) for label, part, variant in rows]
-    names = {FAQ_METRIC: "FAQ answer perplexity"}
-    return _runs_table(groups, columns, names=names, notes=notes)
-
-
-def _overhead_sentence(df: pd.DataFrame, part: str, paper_note: str) -> str:
-    base_variant, other_variant = MINI_VARIANTS[part].values()
-    base, other = _rows_of(df, part, base_variant), _rows_of(df, part, other_variant)
-    overhead = judge_gain(_overheads(base, other))
-    speeds = [_speed_cell(_numeric(g, "tokens_per_s")) for g in (base, other)]
-    if overhead.n == 0:
-        return f"Throughput of {other_variant} vs {base_variant}: missing; {paper_note}."
-    spread = f" ± {overhead.std:.1f}" if overhead.n > 1 else ""
-    return (
-        f"Throughput: {other_variant} {speeds[1]} tokens/s vs {base_variant} {speeds[0]}, "
-        f"{overhead.mean:+.1f}{spread}% time per token over {overhead.n} "
-        f"{'seed' if overhead.n == 1 else 'seeds'} (paired); "
-        f"{paper_note}. Timed on 2 shared CPU cores with two jobs side by side: indicative only."
-    )
-
-
-def _paper_accuracy_tally(paper: Mapping[str, Any], spec: AccuracyTable) -> str:
-    """The paper's treatment − baseline over its benchmark cells: wins and range, in points."""
-    diffs = []
-    for base, treated in spec.rows.values():
-        for column in paper[spec.paper][spec.table]["columns"]:
-            if column == AVG:
-                continue
-            a = _paper_cell(tables.paper_value(spec.paper, spec.table, base, column, tables=paper))
-            b = _paper_cell(
-                tables.paper_value(spec.paper, spec.table, treated, column, tables=paper)
-            )
-            if not math.isnan(a[0]) and not math.isnan(b[0]):
-                diffs.append((b[0] - a[0]) * spec.paper_points)
-    if not diffs:
-        return "no cells"
-    return (
-        f"{spec.variants[1]} higher in {sum(d > 0 for d in diffs)} of {len(diffs)} cells, "
-        f"{min(diffs):+.1f} to {max(diffs):+.1f} points"
-    )
-
-
-def _paper_table2_reduction(paper: Mapping[str, Any], model: str = "gpt2") -> float | None:
-    """The paper's mean relative reduction (%) of answer perplexity by KITI over its columns."""
-    names = GPT2_ROWS[model]
-    reductions = []
-    for column in paper["kitinet"]["table2"]["columns"]:
-        a, b = (
-            _paper_cell(tables.paper_value("kitinet", "table2", n, column, tables=paper))[0]
-            for n in names
-        )
-        if a and not math.isnan(a) and not math.isnan(b):
-            reductions.append(100.0 * (a - b) / a)
-    return round(statistics.fmean(reductions), 2) if reductions else None
-
-
-def _mini_claims(df: pd.DataFrame, paper: Mapping[str, Any], gains: Mapping[str, Gain]) -> str:
-    """The papers' claims (quoted from paper_tables.yaml), each with generated sentences."""
-    columns = " / ".join(paper["kitinet"]["table2"]["columns"])
-    overhead = tables.paper_value(
-        "ko", "llm_overhead", None, "computational_overhead_pct", tables=paper
-    )
-    items = [
-        (
-            ("kitinet", "llm_gains_majority"),
-            [
-                claim_sentence(
-                    "KITI vs vanilla, mini GPT-2 from scratch (relative reduction of the final "
-                    "validation perplexity)",
-                    gains["kiti_t1"],
-                    None,
-                    "KITINet Table 1 prints lm-eval accuracy, not perplexity: there "
-                    + _paper_accuracy_tally(paper, KITINET_TABLE1),
-                    unit="%",
-                )
-            ],
-        ),
-        (
-            ("kitinet", "llm_fewer_training_steps"),
-            [
-                _steps_to_target(df, paper),
-                _overhead_sentence(
-                    df, "table1", "KITINet gives no number for its overhead (fewer steps cover it)"
-                ),
-            ],
-        ),
-        (
-            ("kitinet", "continued_pretraining_ppl"),
-            [
-                claim_sentence(
-                    "continued KITI vs continued vanilla (relative reduction of the FAQ answer "
-                    "perplexity)",
-                    gains["kiti_t2"],
-                    _paper_table2_reduction(paper),
-                    f"KITINet Table 2, GPT2 small, mean relative reduction over {columns}",
-                    unit="%",
-                ),
-                claim_sentence(
-                    "continued KITI vs continued vanilla (relative reduction of the Python docs' "
-                    "validation perplexity)",
-                    gains["kiti_t2_val"],
-                    None,
-                    "Table 2 has answer perplexities only",
-                    unit="%",
-                ),
-            ],
-        ),
-        (
-            ("ko", "llm_avg_gain"),
-            [
-                claim_sentence(
-                    "S.C. vs AdamW, mini Qwen2 from scratch (relative reduction of the final "
-                    "validation perplexity)",
-                    gains["sc_ko6"],
-                    None,
-                    "KO Table 6 prints lm-eval accuracy, not perplexity: there "
-                    + _paper_accuracy_tally(paper, KO_TABLE6),
-                    unit="%",
-                )
-            ],
-        ),
-        (
-            ("ko", "llm_overhead"),
-            [_overhead_sentence(df, "ko6", f"the paper's ~{overhead}% (KO App. B.3)")],
-        ),
-    ]
-    blocks = []
-    for (name, claim_id), sentences in items:
-        bullets = "\n".join(f"- {sentence}" for sentence in sentences)
-        blocks.append(f"{_quote(paper, name, claim_id)}\n\n{bullets}")
-    return "\n\n".join(blocks)
-
-
-def _architecture(df: pd.DataFrame) -> str:
-    """``n_layer 4, n_embd 256, ...``: the runs' ``model.config`` overrides ("the model's own"
-    without any)."""
-    keys = [c for c in df.attrs.get("config_columns", []) if c.startswith("model.config.")]
-    keys = [c for c in keys if c in df and df[c].notna().any()]
-    if not keys:
-        return "its own architecture"
-    return ", ".join(
-        f"{key.removeprefix('model.config.')} {config_values(df, key)}" for key in keys
-    )
-
-
-def _mini_settings(df: pd.DataFrame) -> str:
-    """The values the runs recorded, per stand-in (the configs when there are no runs)."""
-    lines = []
-    for part, experiment in MINI_EXPERIMENTS.items():
-        runs_of = df[df["part"] == part]
-        if not len(runs_of):
-            lines.append(
-                f"- **{experiment}**: no runs (values in "
-                f"`configs/experiment/mini/{experiment.removeprefix('mini_')}.yaml`)."
-            )
-            continue
-        collided = runs_of[runs_of["collision"] != "none"]
-        kiti = collided[collided["collision"] == "kitinet"]
-        heads = (  # KITINet's particles per token; KO has no such parameter
-            f", collision_heads {config_values(kiti, 'collision.collision_heads')}"
-            if len(kiti)
-            else ""
-        )
-        lines.append(
-            f"- **{experiment}**: model {config_values(runs_of, 'model.name')} "
-            f"({_architecture(runs_of)}), data "
-            f"{config_values(runs_of, 'dataset.name')} (sequences of "
-            f"{config_values(runs_of, 'dataset.seq_len')} tokens), "
-            f"{config_values(runs_of, 'trainer.max_steps')} steps of batch "
-            f"{config_values(runs_of, 'trainer.batch_size')}, "
-            f"{config_values(runs_of, 'optimizer.name')} "
-            f"lr {config_values(runs_of, 'optimizer.lr')}; collision "
-            f"{config_values(collided, 'collision.name')}: coll_coef "
-            f"{config_values(collided, 'collision.coll_coef')}{heads}."
-        )
-    return "\n".join(lines)
-
-
-MINI_INTRO = """\
-# mini-lm: KITINet Tables 1-2 and KO Table 6 at CPU scale
-
-The papers pretrain GPT-2 (up to XL) and Qwen2 (0.5B / 1.5B) on 25-50B tokens on GPUs and score
-them with lm-eval benchmarks. This is the same comparison sized for 2 CPU cores on text that ships
-offline (`make mini-lm-data`): lm-eval's benchmarks cannot be had offline and a model this small
-would score at chance on them, so **validation perplexity** stands in for Tables 1 and 6, and the
-**answer perplexity of the Python FAQ's question/answer pairs** (lm-eval task
-`kinetics_faq_answer_ppl`, held out of the continued pretraining) stands in for Table 2's GSM8K /
-MATH / MathQA / OCW. Values as run:"""
-
-
-@REPORTS.register(name="mini-lm")
-def render_mini_lm(runs: Path, out: Path, command: str) -> list[Path]:
-    """`make mini-lm`: KITINet Tables 1-2 and KO Table 6 at CPU scale (perplexities stand in for
-    the benchmarks), with a generated sentence per claim and the validation curves."""
-    df = _mini_runs(runs)
-    paper = tables.load_paper_tables()
-    header = tables.provenance_header(command, df, runs_root=str(runs))
-    _plot_curves(df, out / CURVES_PNG, header)
-    # The pretrained base of Table 2 is Table 1's vanilla row (its export, FAQ-evaluated too).
-    base = ("table1", "vanilla")
-    continued, kiti = ("table2", "continued vanilla"), ("table2", "continued KITI")
-    rows, gains = _ppl_gain_rows(
-        df,
-        [
-            Comparison(
-                "kiti_t1",
-                "KITI vs vanilla (final validation perplexity)",
-                "ppl",
-                base,
-                ("table1", "KITI"),
-            ),
-            Comparison(
-                "base_t2",
-                "continued vanilla vs pretrained base (FAQ answer perplexity)",
-                FAQ_METRIC,
-                base,
-                continued,
-            ),
-            Comparison(
-                "kiti_t2",
-                "continued KITI vs continued vanilla (FAQ answer perplexity)",
-                FAQ_METRIC,
-                continued,
-                kiti,
-            ),
-            Comparison(
-                "kiti_t2_val",
-                "continued KITI vs continued vanilla (Python-docs validation perplexity)",
-                "ppl",
-                continued,
-                kiti,
-            ),
-            Comparison(
-                "sc_ko6",
-                "+S.C. vs AdamW (final validation perplexity)",
-                "ppl",
-                ("ko6", "AdamW"),
-                ("ko6", "+S.C."),
-            ),
-        ],
-    )
-    t1_gain, t2_gains, ko_gain = rows[:1], rows[1:4], rows[4:]
-    t1 = [("vanilla", "table1", "vanilla"), ("KITI", "table1", "KITI")]
-    t2 = [
-        (f"{MINI_BASE} (= Table 1 stand-in's vanilla)", "table1", "vanilla"),
-        ("continued vanilla", "table2", "continued vanilla"),
-        ("continued KITI", "table2", "continued KITI"),
-    ]
-    # the base's own validation perplexity and speed are Wikipedia's, not the docs'
-    base_notes = {(t2[0][0], column): SEE_TABLE1 for column in ("ppl", "tokens_per_s")}
-    ko6 = [("AdamW", "ko6", "AdamW"), ("+S.C.", "ko6", "+S.C.")]
-    rates = [
-        ("KITI (Table 1 stand-in)", "table1", "KITI"),
-        ("continued KITI (Table 2 stand-in)", "table2", "continued KITI"),
-    ]
-    body = f"""{MINI_INTRO}
-
-{_mini_settings(df)}
-
-Cells: mean ± std over seeds (n = runs); "missing" = no run. Differences are paired by seed.
-{NOISE_RULE} Verdicts are on the relative reduction (positive = lower perplexity).
-
-{no_runs_note(df, runs)}
-## Table 1 stand-in: pretraining from scratch, vanilla vs KITI
-
-A small GPT-2 (sizes as run, above) on the mini Wikipedia text; KITI replaces the residual
-addition after attention in every block by KITINet. Validation perplexity on Wikipedia's held-out
-split.
-
-{_mini_table(df, t1, ["ppl", "val_loss", "tokens_per_s"])}
-
-{tables.markdown_table(GAIN_HEADERS, t1_gain)}
-
-![validation perplexity curves]({CURVES_PNG})
-
-Curves: validation perplexity at every evaluation (`metrics.jsonl`), thick = mean over seeds,
-thin = each seed; one panel per stand-in.
-
-## Table 2 stand-in: continued pretraining on the Python docs
-
-The vanilla model of the Table 1 stand-in (same seed) pretrained further on the Python
-documentation without its FAQ, vanilla and KITI; then the perplexity of the FAQ's answers given
-their questions. The pretrained base is scored on the same FAQ; its validation perplexity is
-Wikipedia's (Table 1 stand-in), not the docs'.
-
-{_mini_table(df, t2, [FAQ_METRIC, "ppl", "tokens_per_s"], base_notes)}
-
-{tables.markdown_table(GAIN_HEADERS, t2_gains)}
-
-## KO Table 6 stand-in: tiny Qwen2, AdamW vs +S.C.
-
-A small Qwen2 (sizes as run, above) on the mini Wikipedia text, AdamW alone and with KO's soft
-collision on every weight matrix of the last decoder layer. KO gradient alignment: <g_new, g> / |g|² of the
-collided layers at the end of training, mean over layers (1: unchanged).
-
-{_mini_table(df, ko6, ["ppl", "val_loss", "tokens_per_s", "alignment"])}
-
-{tables.markdown_table(GAIN_HEADERS, ko_gain)}
-
-## Collision rates that occurred
-
-{RATE_NOTE} From `metrics.jsonl`; not in the papers.
-
-{_mini_table(df, rates, ["rate"])}
-
-## The papers' claims and what our numbers say
-
-Quoted from `paper_tables.yaml`; each sentence is generated from the numbers above. The settings
-differ (model size, data, tokens, metric), so a claim is tested in direction, not in size.
-
-{_mini_claims(df, paper, gains)}
-
-{mixed_note(df, ["part", "variant"])}"""
-    readme = tables.write_markdown(out / "README.md", header, body)
-    return [readme, _write_runs_json(out, df), out / CURVES_PNG]
+    return [readme, write_runs_json(out, df)]

@@ -373,6 +373,7 @@ def test_collect_without_runs_is_an_empty_frame_not_an_exit(tmp_path: Path) -> N
 def test_every_report_without_runs_keeps_a_committed_result(tmp_path: Path) -> None:
     """For every registered report, with no runs: into an empty out dir an all-"missing" result
     (no traceback, one stderr line); into an out dir already holding a result, nothing changes."""
+    import experiments.reports.all  # noqa: F401  (registers every renderer, whatever ran before)
     from experiments.core.registry import REPORTS
 
     absent = tmp_path / "multirun" / "absent"
