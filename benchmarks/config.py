@@ -120,7 +120,7 @@ class Config:
     lm_weight_decay: float = 0.1
     lm_grad_clip: float = 1.0
     lm_kiti_heads: int = 4
-    lm_kiti_coef: float = 0.5
+    lm_kiti_coef: float = 0.2  # as configs/experiment/mini/lm_table1.yaml
     lm_ko_coef: float = 0.1
     # Loop overhead: runs of lm_loop_steps steps through fit and the bare loop, interleaved; the
     # direct estimate runs lm_tiny_steps steps of a tiny GPT-2 at lm_tiny_batch x lm_tiny_seq.

@@ -21,7 +21,7 @@ see the same batch sequence (train windows in a fixed random order) with the sam
    GPT-2 whose step takes milliseconds; their per-step difference is the loop's bookkeeping, set
    against the bare GPT-2 step.
 2. **KITI-GPT-2** (KITINet replacing the residual after attention in every block, collision_heads
-   4, coll_coef 0.5) against GPT-2: the training step ratio (target <= 1.05) and each site's
+   4, coll_coef 0.2, as mini-lm) against GPT-2: the training step ratio (target <= 1.05) and each site's
    collision rate over the timed steps; **direct**: the KITINet modules called alone (forward +
    backward) on the inputs the model gives them, net of the ``x + v`` they replace, over the
    vanilla step; the eval forward ratio (target 1.00, within a noise band) and whether the eval
