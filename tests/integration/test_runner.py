@@ -330,3 +330,32 @@ def test_a_config_error_is_one_line_without_traceback() -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: collision.coll_coef=1.5 is outside [0, 1]"
     )
+
+
+def test_probe_kitinet_modes_scores_a_finished_run_both_ways(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    common = ["model=kitinet_fc", "collision=kitinet", "trainer.epochs=2"]
+    run_inprocess(run_dir, *common, "trainer.checkpoint_every=1")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    out = run_py("scripts/probe_kitinet_modes.py", "--run", str(run_dir))
+    off = re.search(r"eval \(KITINet off\)\s+test_loss (\S+)", out)
+    on = re.search(r"KITINet colliding\s+test_loss (\S+)", out)
+    assert off and on, out
+    # eval mode is how the run scored itself: the same number, to the printed digits
+    assert float(off.group(1)) == pytest.approx(summary["test_loss"], rel=1e-5)
+    rate = re.search(r"collision rate residual: (\S+)%", out)
+    assert rate and 0 < float(rate.group(1)) <= 100, out
+    assert float(on.group(1)) != float(off.group(1))  # some pairs collided: another loss
+
+    # a run that kept no checkpoint: one line naming the missing file
+    bare = tmp_path / "bare"
+    run_inprocess(bare, *common)
+    proc = subprocess.run(
+        [sys.executable, "scripts/probe_kitinet_modes.py", "--run", str(bare)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "last.pt does not exist" in proc.stderr
