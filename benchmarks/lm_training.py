@@ -50,7 +50,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.config import Config
-from benchmarks.measure import data_dir, paired_ratio, summary, time_interleaved, time_rounds
+from benchmarks.measure import (
+    data_dir,
+    paired_ratio,
+    repo_relative,
+    summary,
+    time_interleaved,
+    time_rounds,
+)
 
 __all__ = ["bench_lm", "lm_data_dir"]
 
@@ -669,7 +676,7 @@ def bench_lm(cfg: Config) -> dict[str, Any]:
     _print(loop, kiti, ko)
     path = lm_data_dir(cfg)
     return {
-        "data": "random tokens" if path is None else str(path),
+        "data": "random tokens" if path is None else repo_relative(path),
         "vocab_size": data.vocab_size,
         "batch": cfg.lm_batch,
         "seq_len": cfg.lm_seq,

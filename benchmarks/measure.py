@@ -34,6 +34,7 @@ __all__ = [
     "data_dir",
     "machine_info",
     "paired_ratio",
+    "repo_relative",
     "sgd",
     "summary",
     "time_calls",
@@ -49,6 +50,12 @@ MB = 2**20
 def data_dir() -> Path:
     """The data directory: ``$KINETICS_DATA_DIR``, else the repository's ``data/``."""
     return Path(os.environ.get("KINETICS_DATA_DIR") or REPO / "data")
+
+
+def repo_relative(path: Path) -> str:
+    """``path`` as a report shows it: relative to the repository when inside it (``data/...``,
+    the same on every checkout), else as given."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.config import Config
-from benchmarks.measure import data_dir, paired_ratio, summary, time_interleaved
+from benchmarks.measure import data_dir, paired_ratio, repo_relative, summary, time_interleaved
 from benchmarks.memory import profile_call
 
 __all__ = ["MINILM_L6", "bench_text", "pretrained_dir"]
@@ -358,7 +358,9 @@ def bench_text(cfg: Config) -> dict[str, Any]:
             "sites": list(_SITES),
             "layers": list(_LAYERS),
         },
-        "pretrained": None if "kiti_pretrained" not in setups else str(pretrained_dir(cfg)),
+        "pretrained": None
+        if "kiti_pretrained" not in setups
+        else repo_relative(pretrained_dir(cfg)),
         "warmup_rounds": cfg.text_warmup,
         "rounds": cfg.text_rounds,
         "targets": dict(cfg.text_targets),

@@ -23,7 +23,7 @@ from benchmarks import literal as _literal
 from benchmarks.config import Config
 from benchmarks.fast_vs_literal import collision_inputs
 from benchmarks.kitinet_op import REGIMES, floor_flops, randn_directions
-from benchmarks.measure import MB, time_interleaved
+from benchmarks.measure import MB, repo_relative, time_interleaved
 from benchmarks.memory import peak_extra_bytes, rss_peak_extra_bytes
 from benchmarks.runner import run
 from kinetics import soft_collision
@@ -324,3 +324,9 @@ def test_lm_section_runs_on_random_tokens_without_the_data() -> None:
     rec = bench_lm(dataclasses.replace(Config.quick(), lm_data=None))
     assert rec["data"] == "random tokens"
     _check_lm_section(rec)
+
+
+def test_reports_show_paths_inside_the_repository_relative_to_it(tmp_path: Path) -> None:
+    # the same on every checkout (a worktree, a clone elsewhere); other paths as given
+    assert repo_relative(REPO / "data" / "lm" / "mini_wiki") == "data/lm/mini_wiki"
+    assert repo_relative(tmp_path / "lm") == str(tmp_path / "lm")
