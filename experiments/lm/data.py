@@ -116,8 +116,8 @@ class LMData(TaskDefaults):
 
     def data_digests(self) -> dict[str, str]:
         """The shards' sha256 as ``index.json`` records them (written with each shard and checked
-        by :func:`experiments.lm.shards.verify`): hashing tens of GB of tokens in every run would cost minutes.
-        ``index.json`` itself is left out: it also records when it was written."""
+        by :func:`experiments.lm.shards.verify`): hashing tens of GB of tokens in every run would
+        cost minutes. ``index.json`` itself is left out: it also records when it was written."""
         index = read_index(self.directory)
         return {
             f"{self.directory.name}/{shard['file']}": shard["sha256"]
